@@ -1,0 +1,35 @@
+# Two commands do all set-up: `make demo` and `make test`. Both create .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch is installed first and on its own: a plain `torch` requirement may resolve a multi-GB CUDA
+# build. Override for your machine, e.g. `make test TORCH_SPEC=torch` (kdlab itself needs torch>=2.2).
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: demo test lint clean venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.torch: | $(BIN)/python
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.torch
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(BIN)/kdlab demo
+
+test: venv
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check kdlab tests dashboards bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info
