@@ -1,7 +1,7 @@
 """The dataset container and registry: every dataset, built-in or user's, is an ``ArrayDataset``."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -9,9 +9,36 @@ import torch
 from torch.utils.data import Dataset
 
 from kdlab.errors import ConfigError
-from kdlab.registry import Registry
+from kdlab.registry import Entry, Registry
 
-DATASETS = Registry("dataset")
+
+class DatasetRegistry(Registry):
+    """A ``Registry`` that can restore a name on first lookup (user datasets saved by another process).
+
+    ``fallback(name) -> bool`` is installed by ``kdlab.data.register``; it re-registers a persisted user
+    dataset so a background worker can ``load`` what a notebook registered.
+    """
+
+    def __init__(self, kind: str):
+        super().__init__(kind)
+        self.fallback: Callable[[str], bool] | None = None
+
+    def entry(self, name: str, where: str | None = None) -> Entry:
+        if name not in self._entries and self.fallback is not None:
+            self.fallback(name)
+        return super().entry(name, where)
+
+    def __contains__(self, name: object) -> bool:
+        if isinstance(name, str) and name not in self._entries and self.fallback is not None:
+            self.fallback(name)
+        return super().__contains__(name)
+
+    def remove(self, name: str) -> None:
+        """Forget ``name`` (user datasets are re-registered when their source is read again)."""
+        self._entries.pop(name, None)
+
+
+DATASETS = DatasetRegistry("dataset")
 SPLITS = ("train", "val", "test")
 
 
@@ -62,30 +89,51 @@ class ArrayDataset(Dataset):
 class BatchLoader:
     """Yields ``(x, y, index)`` batches from an ``ArrayDataset`` by tensor slicing (no worker overhead).
 
-    Reshuffles every epoch from ``seed`` + epoch, so runs are reproducible and resumable.
+    Reshuffles every epoch from ``seed`` + epoch, so runs are reproducible and resumable. ``shard=(rank,
+    world)`` gives process ``rank`` its share of each epoch; shuffled shards are padded to equal length
+    (as DistributedSampler does) so every process takes the same number of steps.
     """
 
     def __init__(self, dataset: ArrayDataset, batch_size: int = 128, shuffle: bool = False,
-                 seed: int = 0, drop_last: bool = False):
+                 seed: int = 0, drop_last: bool = False, shard: tuple[int, int] = (0, 1)):
         if batch_size < 1:
             raise ConfigError(f"batch_size: must be >= 1, got {batch_size}")
+        rank, world = shard
+        if world < 1 or not 0 <= rank < world:
+            raise ConfigError(f"shard: rank {rank} of world {world} is invalid")
         self.dataset, self.batch_size, self.shuffle = dataset, batch_size, shuffle
         self.seed, self.drop_last, self.epoch = seed, drop_last, 0
+        self.rank, self.world = rank, world
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __len__(self) -> int:
+    @property
+    def num_samples(self) -> int:
+        """Samples this process sees per epoch."""
         n = len(self.dataset)
+        if self.world == 1:
+            return n
+        return -(-n // self.world) if self.shuffle else len(range(self.rank, n, self.world))
+
+    def __len__(self) -> int:
+        n = self.num_samples
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def _order(self) -> torch.Tensor:
         n = len(self.dataset)
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
             order = torch.randperm(n, generator=g)
+            if self.world > 1:
+                pad = self.num_samples * self.world - n
+                order = torch.cat([order, order[:pad]])
         else:
             order = torch.arange(n)
+        return order[self.rank::self.world]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        order = self._order()
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             yield self.dataset.x[idx], self.dataset.y[idx], idx

@@ -99,7 +99,7 @@ class Distiller(nn.Module):
         self.adapters = nn.ModuleList()
         if self.needs_adapters:
             self.adapters.extend(make_adapter(self.student_shapes[s], self.teacher_shapes[t])
-                                 for s, t in zip(self.student_layers, self.teacher_layers))
+                                 for s, t in zip(self.student_layers, self.teacher_layers, strict=False))
 
     # -- set-up -------------------------------------------------------------------------------
     def _check_classes(self) -> int:

@@ -26,3 +26,19 @@ def pool_flatten(feat: torch.Tensor) -> torch.Tensor:
     if feat.ndim == 3:
         return feat.mean(dim=1)
     return feat.flatten(1)
+
+
+def match_spatial(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bring two (N, C, H, W) maps to the same H x W: the larger is area-interpolated down to the smaller.
+
+    Area interpolation is adaptive average pooling (what the AT/NST reference code uses); when neither
+    map is at least as large as the other in both dimensions, both go to the smaller H and smaller W.
+    """
+    if a.shape[-2:] == b.shape[-2:]:
+        return a, b
+    size = (min(a.shape[-2], b.shape[-2]), min(a.shape[-1], b.shape[-1]))
+    if tuple(a.shape[-2:]) != size:
+        a = F.interpolate(a, size=size, mode="area")
+    if tuple(b.shape[-2:]) != size:
+        b = F.interpolate(b, size=size, mode="area")
+    return a, b

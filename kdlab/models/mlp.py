@@ -19,7 +19,7 @@ class MLP(nn.Module):
         dims = [math.prod(in_shape)] + [width] * depth
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.Linear(a, b), nn.ReLU(), *([nn.Dropout(dropout)] if dropout else []))
-            for a, b in zip(dims[:-1], dims[1:]))
+            for a, b in zip(dims[:-1], dims[1:], strict=True))
         self.head = nn.Linear(dims[-1], num_classes)
         self.kdlab_taps = {"stages": [f"blocks.{i}" for i in range(depth)],
                            "embedding": f"blocks.{depth - 1}" if depth else "head", "logits": "head"}

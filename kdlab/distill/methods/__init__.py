@@ -1,4 +1,26 @@
 """One file per distillation method; importing this package registers them all."""
 from __future__ import annotations
 
-from kdlab.distill.methods import kd, vanilla  # noqa: F401
+from kdlab.distill.methods import (  # noqa: F401
+    at,
+    bdkd,
+    born_again,
+    dho,
+    dist,
+    dkd,
+    dml,
+    fitnets,
+    kd,
+    lskd,
+    margin_mse,
+    mixup_kd,
+    nd,
+    nst,
+    ofa,
+    pkt,
+    rkd,
+    sinkhorn_kd,
+    taid,
+    tf_kd,
+    vanilla,
+)

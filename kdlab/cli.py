@@ -1,0 +1,104 @@
+"""The ``kdlab`` command: thin wrappers over the Python API (every command is also a Python call)."""
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+import time
+from pathlib import Path
+
+from kdlab.errors import KdlabError
+
+
+def new_run_dir(name: str) -> Path:
+    """A fresh folder ``<KDLAB_HOME>/runs/<timestamp>-<name>-<hex>`` for a foreground run."""
+    from kdlab.paths import home
+
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40] or "run"
+    path = home() / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}-{secrets.token_hex(2)}"
+    path.mkdir(parents=True)
+    return path
+
+
+def _print_frame(df) -> None:
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", 500, "display.max_colwidth", 70, "display.width", 160):
+        print(df.to_string())
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from kdlab.runs.demo import run_demo
+
+    out = new_run_dir("demo")
+    print(f"kdlab demo: ConvNet teacher -> MLP student on mnist5k (results in {out})", flush=True)
+    table = run_demo(out, seed=args.seed, epochs=args.epochs, teacher_epochs=args.teacher_epochs)
+    print()
+    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    print(f"\nresults: {out / 'demo.json'}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from kdlab.runs.experiment import run_experiment
+    from kdlab.runs.spec import load_spec
+
+    spec = load_spec(args.spec)
+    out = Path(args.run_dir) if args.run_dir else new_run_dir(spec.name)
+    print(f"training {spec.name!r}: {spec.method.name} {spec.teacher.name if spec.teacher else '-'} -> "
+          f"{spec.student.name} on {spec.data.name} (run folder {out})", flush=True)
+    r = run_experiment(spec, run_dir=out, resume=args.resume)
+    print(f"teacher test acc {r.teacher.get('test/acc', float('nan')):.4f}  "
+          f"student test acc {r.student['test/acc']:.4f}  "
+          f"agreement {r.student.get('test/agreement', float('nan')):.4f}")
+    print(f"results: {out / 'results.json'}")
+
+
+def cmd_models(_args: argparse.Namespace) -> None:
+    from kdlab.models import list_models
+
+    _print_frame(list_models().set_index("name"))
+
+
+def cmd_datasets(_args: argparse.Namespace) -> None:
+    from kdlab.data import catalog
+
+    _print_frame(catalog().set_index("name"))
+
+
+def cmd_methods(_args: argparse.Namespace) -> None:
+    from kdlab.distill import list_methods
+
+    _print_frame(list_methods().set_index("name"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kdlab", description="Knowledge-distillation lab for PyTorch.")
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("demo", help="teacher -> student with and without KD on built-in mnist5k")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--epochs", type=int, default=10, help="student epochs")
+    d.add_argument("--teacher-epochs", type=int, default=8)
+    d.set_defaults(fn=cmd_demo)
+    t = sub.add_parser("train", help="run an experiment spec (YAML/JSON) in the foreground")
+    t.add_argument("spec", help="path of the spec file")
+    t.add_argument("--run-dir", help="folder for checkpoints and results (default: a new run folder)")
+    t.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    t.set_defaults(fn=cmd_train)
+    sub.add_parser("models", help="list the model zoo").set_defaults(fn=cmd_models)
+    sub.add_parser("datasets", help="list the datasets").set_defaults(fn=cmd_datasets)
+    sub.add_parser("methods", help="list the distillation methods").set_defaults(fn=cmd_methods)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except KdlabError as e:
+        print(f"kdlab: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

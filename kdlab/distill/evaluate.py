@@ -1,0 +1,65 @@
+"""Evaluation of a classifier on a dataset: accuracy, loss and agreement with reference logits."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdlab.data.base import ArrayDataset, BatchLoader
+
+
+@dataclass
+class Evaluation:
+    """Summed counts over a (possibly sharded) pass; ``reduce`` across processes before reading."""
+
+    correct: float = 0.0
+    loss_sum: float = 0.0
+    agree: float = 0.0
+    n: float = 0.0
+
+    @property
+    def acc(self) -> float:
+        return self.correct / max(self.n, 1.0)
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / max(self.n, 1.0)
+
+    @property
+    def agreement(self) -> float:
+        return self.agree / max(self.n, 1.0)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: ArrayDataset | BatchLoader, batch_size: int = 512,
+            device: torch.device | str | None = None) -> torch.Tensor:
+    """Logits of ``model`` for every sample, in dataset order, on the CPU."""
+    loader = data if isinstance(data, BatchLoader) else BatchLoader(data, batch_size)
+    device = device or next(model.parameters()).device
+    was = model.training
+    model.eval()
+    out = [model(x.to(device, non_blocking=True)).float().cpu() for x, _y, _i in loader]
+    model.train(was)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: BatchLoader, device: torch.device | str,
+             reference: torch.Tensor | None = None) -> Evaluation:
+    """Accuracy and mean CE of ``model`` over ``loader``; agreement with ``reference`` logits (by index)."""
+    was = model.training
+    model.eval()
+    ev = Evaluation()
+    for x, y, idx in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        logits = model(x).float()
+        pred = logits.argmax(1)
+        ev.correct += float((pred == y).sum())
+        ev.loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+        ev.n += len(y)
+        if reference is not None:
+            ev.agree += float((pred.cpu() == reference[idx].argmax(1)).sum())
+    model.train(was)
+    return ev

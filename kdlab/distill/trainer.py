@@ -1,0 +1,280 @@
+"""The training loop: per-term telemetry, validation, checkpoints with resume, one code path from CPU to
+several GPUs (through accelerate)."""
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kdlab.data.base import ArrayDataset, BatchLoader
+from kdlab.distill.base import Distiller, TeacherOutput
+from kdlab.distill.evaluate import Evaluation, evaluate, predict
+from kdlab.distill.optim import build_optimizer, build_schedule
+from kdlab.distill.teacher_cache import TeacherCache, cache_bytes
+from kdlab.errors import CheckpointError, ConfigError, NonFiniteLossError
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings of one training run (the spec's ``optim`` section plus runtime choices)."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    grad_clip: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    cache_teacher: bool = True
+    cache_limit_mb: float = 1024.0
+    log_every: int = 10
+
+
+class Callback:
+    """Hooks the trainer calls; the run store and the UIs subclass this. All are optional."""
+
+    def on_fit_start(self, trainer: Trainer) -> None: ...
+    def on_step_end(self, trainer: Trainer, metrics: dict[str, float]) -> None: ...
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None: ...
+    def on_fit_end(self, trainer: Trainer, result: TrainResult) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    """History of epoch metrics, the best (by val accuracy) and last epochs, and where weights are."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best: dict[str, float] = field(default_factory=dict)
+    last: dict[str, float] = field(default_factory=dict)
+    teacher: dict[str, float] = field(default_factory=dict)
+    checkpoint: str | None = None
+    best_checkpoint: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def pick_device(choice: str = "auto") -> str:
+    """``auto`` takes the GPU when there is one; ``cuda`` without a GPU is a clear error."""
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device: 'cuda' was asked for but no GPU is visible; use 'auto' or 'cpu'")
+    if choice not in ("cpu", "mps") and not choice.startswith("cuda"):
+        raise ConfigError(f"device: {choice!r} is not one of ['auto', 'cpu', 'cuda', 'cuda:N', 'mps']")
+    return choice
+
+
+class _TrainStep(torch.nn.Module):
+    """Routes ``forward`` to ``forward_train`` so DDP wrapping (accelerate) syncs the right gradients."""
+
+    def __init__(self, distiller: Distiller):
+        super().__init__()
+        self.distiller = distiller
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, teacher_out: TeacherOutput | None):
+        return self.distiller.forward_train(x, y, teacher_out)
+
+
+class Trainer:
+    """Trains ``distiller``'s student (and adapters) on an ``ArrayDataset``; see ``fit``."""
+
+    def __init__(self, distiller: Distiller, config: TrainConfig | None = None,
+                 callbacks: Sequence[Callback] = (), checkpoint_dir: str | Path | None = None):
+        from accelerate import Accelerator
+
+        self.config = config or TrainConfig()
+        device = pick_device(self.config.device)
+        precision = ("bf16" if device == "cpu" else "fp16") if self.config.amp else "no"
+        self.accelerator = Accelerator(cpu=device == "cpu", mixed_precision=precision)
+        self.device = self.accelerator.device
+        self.distiller = distiller.to(self.device)
+        self.callbacks = list(callbacks)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.optimizer = build_optimizer(distiller.trainable_parameters(), self.config.optimizer,
+                                         self.config.lr, self.config.momentum, self.config.weight_decay)
+        self.scheduler = build_schedule(self.optimizer, self.config.schedule, self.config.epochs)
+        self.step_module, self.optimizer = self.accelerator.prepare(_TrainStep(distiller), self.optimizer)
+        self.epoch = 0
+        self.global_step = 0
+        self.result = TrainResult()
+
+    # -- helpers ---------------------------------------------------------------------------------
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def _loader(self, data: ArrayDataset, shuffle: bool) -> BatchLoader:
+        acc = self.accelerator
+        return BatchLoader(data, self.config.batch_size if shuffle else 512, shuffle=shuffle,
+                           seed=self.config.seed, shard=(acc.process_index, acc.num_processes))
+
+    def _teacher_cache(self, train: ArrayDataset) -> TeacherCache | None:
+        d, cfg = self.distiller, self.config
+        if not (cfg.cache_teacher and d.uses_teacher and d.cacheable and not d.trains_teacher):
+            return None
+        need = cache_bytes(d, len(train)) / 2**20
+        if need > cfg.cache_limit_mb:
+            self.result.notes.append(f"teacher cache off: needs {need:.0f} MB > cache_limit_mb")
+            return None
+        return TeacherCache.build(d, train, self.device)
+
+    def _reduce(self, ev: Evaluation) -> Evaluation:
+        t = torch.tensor([ev.correct, ev.loss_sum, ev.agree, ev.n], dtype=torch.float64, device=self.device)
+        if self.accelerator.num_processes > 1:
+            t = self.accelerator.reduce(t, reduction="sum")
+        return Evaluation(*t.tolist())
+
+    def _emit(self, hook: str, *args: Any) -> None:
+        if self.is_main:
+            for cb in self.callbacks:
+                getattr(cb, hook)(self, *args)
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def save_checkpoint(self, name: str = "last.pt") -> Path | None:
+        """Write model, optimiser, schedule, RNG and history atomically (tmp file, then rename)."""
+        if self.checkpoint_dir is None or not self.is_main:
+            return None
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        path = self.checkpoint_dir / name
+        state = {
+            "model": self.accelerator.unwrap_model(self.step_module).distiller.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch, "global_step": self.global_step,
+            "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "history": self.result.history, "best": self.result.best,
+        }
+        tmp = path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore everything ``save_checkpoint`` wrote; a bad file raises CheckpointError, changing nothing."""
+        state = load_state(path)
+        try:
+            self.distiller.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {path} does not match this model/optimiser: {e}") from e
+        self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
+        torch.set_rng_state(state["torch_rng"])
+        random.setstate(state["python_rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.result.history, self.result.best = list(state["history"]), dict(state["best"])
+
+    # -- the loop --------------------------------------------------------------------------------
+    def fit(self, train: ArrayDataset, val: ArrayDataset, resume_from: str | Path | None = None) -> TrainResult:
+        """Train for ``config.epochs`` epochs (continuing after ``resume_from``'s epoch), validating each."""
+        cfg, d = self.config, self.distiller
+        if resume_from is not None:
+            self.load_checkpoint(resume_from)
+        else:
+            random.seed(cfg.seed)
+            torch.manual_seed(cfg.seed)
+        cache = self._teacher_cache(train)
+        val_loader = self._loader(val, shuffle=False)
+        teacher_val = predict(d.teacher, val, device=self.device) if d.teacher is not None else None
+        if teacher_val is not None:
+            tev = self._reduce(evaluate(d.teacher, val_loader, self.device))
+            self.result.teacher = {"val_acc": tev.acc, "val_loss": tev.loss}
+        loader = self._loader(train, shuffle=True)
+        total_steps = max(1, cfg.epochs * len(loader))
+        self._emit("on_fit_start")
+        while self.epoch < cfg.epochs:
+            loader.set_epoch(self.epoch)
+            metrics = self._train_epoch(loader, cache, total_steps)
+            ev = self._reduce(evaluate(d, val_loader, self.device, teacher_val))
+            metrics.update({"epoch": self.epoch + 1, "val/acc": ev.acc, "val/loss": ev.loss,
+                            "lr": self.optimizer.param_groups[0]["lr"]})
+            if teacher_val is not None:
+                metrics["val/agreement"] = ev.agreement
+            self.scheduler.step()
+            self.epoch += 1
+            self.result.history.append(metrics)
+            self.result.last = metrics
+            if not self.result.best or metrics["val/acc"] > self.result.best["val/acc"]:
+                self.result.best = metrics
+                best = self.save_checkpoint("best.pt")
+                self.result.best_checkpoint = str(best) if best else None
+            last = self.save_checkpoint("last.pt")
+            self.result.checkpoint = str(last) if last else None
+            self._emit("on_epoch_end", metrics)
+        if not self.result.last and self.result.history:
+            self.result.last = self.result.history[-1]
+        self._emit("on_fit_end", self.result)
+        return self.result
+
+    def _train_epoch(self, loader: BatchLoader, cache: TeacherCache | None, total_steps: int) -> dict[str, float]:
+        cfg, acc, d = self.config, self.accelerator, self.distiller
+        self.step_module.train()
+        sums: dict[str, torch.Tensor] = {}
+        correct = torch.zeros((), device=self.device)
+        seen, t0 = 0, time.perf_counter()
+        for x, y, idx in loader:
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            d.set_progress(self.global_step / total_steps)
+            t_out = cache(idx) if cache is not None else None
+            with acc.autocast():
+                logits, terms = self.step_module(x, y, t_out)
+            loss = sum(terms.values())
+            if not torch.isfinite(loss):
+                bad = {k: float(v) for k, v in terms.items()}
+                raise NonFiniteLossError(f"non-finite loss at epoch {self.epoch + 1}, step {self.global_step}: "
+                                         f"terms {bad}; the last good checkpoint is kept")
+            self.optimizer.zero_grad(set_to_none=True)
+            acc.backward(loss)
+            if cfg.grad_clip:
+                acc.clip_grad_norm_(d.trainable_parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            for k, v in terms.items():
+                v = v.detach()
+                sums[k] = sums[k] + v if k in sums else v
+            sums["loss"] = sums["loss"] + loss.detach() if "loss" in sums else loss.detach()
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += len(y)
+            self.global_step += 1
+            if cfg.log_every and self.global_step % cfg.log_every == 0 and self.callbacks:
+                self._emit("on_step_end", {"step": self.global_step, "epoch": self.epoch + loader_frac(seen, loader),
+                                           "train/loss": float(loss.detach())})
+        steps = max(1, len(loader))
+        elapsed = time.perf_counter() - t0
+        out = {f"train/{k}": float(v) / steps for k, v in sums.items()}
+        out["train/acc"] = float(correct) / max(seen, 1)
+        out["throughput"] = seen * acc.num_processes / max(elapsed, 1e-9)
+        out["epoch_time"] = elapsed
+        return out
+
+
+def loader_frac(seen: int, loader: BatchLoader) -> float:
+    """Fraction of the epoch done after ``seen`` samples of this process's shard."""
+    return seen / max(1, loader.num_samples)
+
+
+def load_state(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint dict with ``weights_only=True``; missing/truncated/corrupt -> CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(f"checkpoint {path} is corrupted or truncated ({type(e).__name__}: {e}); "
+                              "nothing was changed") from e
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"checkpoint {path} is not a kdlab checkpoint (no 'model' entry)")
+    return state

@@ -1,0 +1,190 @@
+"""Run one experiment spec end to end: data, teacher (trained once and cached), student, method, trainer,
+test evaluation; results written as JSON in the run folder."""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import platform
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from kdlab.data import ArrayDataset, BatchLoader, load, shifted
+from kdlab.distill import create_distiller
+from kdlab.distill.evaluate import evaluate, predict
+from kdlab.distill.trainer import Callback, TrainConfig, Trainer, load_state, pick_device
+from kdlab.errors import CheckpointError
+from kdlab.models import create
+from kdlab.paths import cache_dir
+from kdlab.runs.spec import ExperimentSpec, ModelSpec, OptimSpec, TeacherSpec, load_spec
+
+
+@dataclass
+class Splits:
+    train: ArrayDataset
+    val: ArrayDataset
+    test: ArrayDataset
+
+
+@dataclass
+class ExperimentResult:
+    """What a run produced: metrics of teacher and student, the training history, timings."""
+
+    spec: dict[str, Any]
+    teacher: dict[str, float] = field(default_factory=dict)
+    student: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    environment: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spec": self.spec, "teacher": self.teacher, "student": self.student,
+                "history": self.history, "notes": self.notes, "environment": self.environment}
+
+
+def load_splits(spec: ExperimentSpec) -> Splits:
+    """The train/val/test splits the spec names (with its shifts applied)."""
+    d = spec.data
+    if d.shift:
+        shifts = [(s.name, s.severity) for s in d.shift]
+        get = lambda split: shifted(d.name, shift=shifts, split=split, seed=spec.seed, **d.params)  # noqa: E731
+    else:
+        get = lambda split: load(d.name, split=split, seed=spec.seed, **d.params)  # noqa: E731
+    return Splits(get("train"), get("val"), get("test"))
+
+
+def train_config(optim: OptimSpec, seed: int, device: str, amp: bool = False, cache_teacher: bool = True,
+                 log_every: int = 10) -> TrainConfig:
+    """The trainer's settings from a spec's optimisation section."""
+    return TrainConfig(epochs=optim.epochs, batch_size=optim.batch_size, optimizer=optim.name, lr=optim.lr,
+                       momentum=optim.momentum, weight_decay=optim.weight_decay, schedule=optim.schedule,
+                       grad_clip=optim.grad_clip, seed=seed, device=device, amp=amp,
+                       cache_teacher=cache_teacher, log_every=log_every)
+
+
+def build_model(ms: ModelSpec, data: ArrayDataset) -> nn.Module:
+    """Create a zoo model for ``data``'s classes and input shape; load ``ms.checkpoint`` when given."""
+    model = create(ms.name, data.num_classes, data.in_shape, **ms.params)
+    if ms.checkpoint:
+        state = load_state(ms.checkpoint)
+        weights = state["model"]
+        if any(k.startswith("student.") for k in weights):  # a kdlab run checkpoint: take the student
+            weights = {k[len("student."):]: v for k, v in weights.items() if k.startswith("student.")}
+        try:
+            model.load_state_dict(weights)
+        except RuntimeError as e:
+            raise CheckpointError(f"{ms.checkpoint}: weights do not fit model {ms.name!r}: {e}") from e
+    return model
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def get_teacher(spec: ExperimentSpec, splits: Splits, device: str) -> tuple[nn.Module, dict[str, Any]]:
+    """The trained teacher: from its checkpoint, or trained once per (data, teacher) spec and cached."""
+    ts: TeacherSpec = spec.teacher  # type: ignore[assignment]
+    if ts.checkpoint:
+        return build_model(ts, splits.train), {"source": ts.checkpoint}
+    key = spec.digest("data", "teacher")
+    folder = cache_dir("teachers")
+    path = folder / f"{key}.pt"
+    with _locked(folder / f"{key}.lock"):
+        if path.is_file():
+            try:
+                state = load_state(path)
+                model = create(ts.name, splits.train.num_classes, splits.train.in_shape, **ts.params)
+                model.load_state_dict(state["model"])
+                return model, {**state["meta"], "source": "cache"}
+            except (CheckpointError, RuntimeError):
+                path.unlink(missing_ok=True)  # a broken cache entry is rebuilt below
+        _seed(ts.seed)
+        model = create(ts.name, splits.train.num_classes, splits.train.in_shape, **ts.params)
+        t0 = time.perf_counter()
+        distiller = create_distiller("vanilla", None, model, splits.train.in_shape)
+        cfg = train_config(ts.optim, ts.seed, device, amp=spec.amp)
+        Trainer(distiller, cfg).fit(splits.train, splits.val)
+        meta = {"train_time_s": time.perf_counter() - t0}
+        tmp = path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "meta": meta}, tmp)
+        os.replace(tmp, path)
+    return model, {**meta, "source": "trained"}
+
+
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def environment(device: str) -> dict[str, str]:
+    """Versions and device, recorded with every result."""
+    import kdlab
+
+    dev = torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or "cpu"
+    return {"kdlab": kdlab.__version__, "torch": torch.__version__, "python": platform.python_version(),
+            "platform": platform.platform(), "device": dev, "threads": str(torch.get_num_threads())}
+
+
+def run_experiment(source: Any, run_dir: str | Path | None = None, callbacks: Sequence[Callback] = (),
+                   resume: bool = False, log_every: int = 10) -> ExperimentResult:
+    """Train the spec's student (with its method and teacher) and evaluate teacher and student on test.
+
+    With ``run_dir``, checkpoints go to ``run_dir/checkpoints`` and results to ``run_dir/results.json``;
+    ``resume=True`` continues from ``checkpoints/last.pt``.
+    """
+    spec = load_spec(source)
+    device = pick_device(spec.device)
+    splits = load_splits(spec)
+    teacher, teacher_meta = (get_teacher(spec, splits, device) if spec.teacher is not None else (None, {}))
+    _seed(spec.seed)
+    student = build_model(spec.student, splits.train)
+    distiller = create_distiller(spec.method.name, teacher, student, splits.train.in_shape, **spec.method.params)
+    run_dir = Path(run_dir) if run_dir else None
+    ckpt_dir = run_dir / "checkpoints" if run_dir else None
+    resume_from = ckpt_dir / "last.pt" if (resume and ckpt_dir) else None
+    if resume_from is not None and not resume_from.is_file():
+        raise CheckpointError(f"cannot resume: {resume_from} does not exist")
+    trainer = Trainer(distiller, train_config(spec.optim, spec.seed, device, spec.amp, spec.cache_teacher,
+                                              log_every), callbacks, ckpt_dir)
+    t0 = time.perf_counter()
+    fit = trainer.fit(splits.train, splits.val, resume_from=resume_from)
+    train_time = time.perf_counter() - t0
+    result = ExperimentResult(spec.to_dict(), history=fit.history, notes=fit.notes,
+                              environment=environment(str(trainer.device)))
+    test_loader = BatchLoader(splits.test, 512)
+    dev = trainer.device
+    t_test = predict(teacher, splits.test, device=dev) if teacher is not None else None
+    if teacher is not None:
+        tev = evaluate(teacher, test_loader, dev)
+        result.teacher = {**teacher_meta, **{f"val/{k}": v for k, v in (fit.teacher or {}).items()},
+                          "test/acc": tev.acc, "test/loss": tev.loss}
+    last = evaluate(distiller, test_loader, dev, t_test)
+    student_metrics = {"test/acc": last.acc, "test/loss": last.loss, "train_time_s": train_time,
+                       "last": fit.last, "best": fit.best}
+    if t_test is not None:
+        student_metrics["test/agreement"] = last.agreement
+    if fit.best_checkpoint and fit.best.get("epoch") != fit.last.get("epoch"):
+        distiller.load_state_dict(load_state(fit.best_checkpoint)["model"])
+        best = evaluate(distiller, test_loader, dev, t_test)
+        student_metrics["best_weights"] = {"test/acc": best.acc, "test/agreement": best.agreement}
+    result.student = student_metrics
+    if run_dir is not None and trainer.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = run_dir / "results.json.tmp"
+        tmp.write_text(json.dumps(result.to_dict(), indent=2))
+        os.replace(tmp, run_dir / "results.json")
+    return result

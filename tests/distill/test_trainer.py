@@ -1,0 +1,146 @@
+"""The trainer: learning, per-term telemetry, checkpoints and exact resume, NaN stop, teacher cache."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kdlab.distill import create_distiller
+from kdlab.distill.trainer import Callback, TrainConfig, Trainer, load_state
+from kdlab.errors import CheckpointError, NonFiniteLossError
+from kdlab.models import create
+
+
+def _kd(teacher, seed=0, student="mlp", **params):
+    torch.manual_seed(seed)
+    s = create(student, 4, (1, 12, 12), **({"width": 32} if student == "mlp" else {"width": 8, "depth": 2}))
+    return create_distiller("kd", teacher, s, (1, 12, 12), **params)
+
+
+def _cfg(**kw):
+    base = dict(epochs=3, batch_size=32, lr=0.05, log_every=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_learns_and_reports_every_term(tiny_data, tiny_teacher):
+    train, val = tiny_data
+    events = []
+
+    class Rec(Callback):
+        def on_step_end(self, trainer, metrics):
+            events.append(("step", metrics))
+
+        def on_epoch_end(self, trainer, metrics):
+            events.append(("epoch", metrics))
+
+    result = Trainer(_kd(tiny_teacher), _cfg(), [Rec()]).fit(train, val)
+    first, last = result.history[0], result.history[-1]
+    for key in ("train/ce", "train/kd", "train/loss", "train/acc", "val/acc", "val/agreement", "lr",
+                "throughput"):
+        assert key in last
+    assert last["train/loss"] == pytest.approx(last["train/ce"] + last["train/kd"], rel=1e-5)
+    assert last["train/loss"] < first["train/loss"]
+    assert last["val/acc"] >= 0.9
+    assert result.best["val/acc"] == max(h["val/acc"] for h in result.history)
+    assert sum(1 for kind, _ in events if kind == "epoch") == 3
+    assert sum(1 for kind, _ in events if kind == "step") == 3 * 6 // 2
+    assert "val_acc" in result.teacher
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_data, tiny_teacher, tmp_path):
+    train, val = tiny_data
+    straight = _kd(tiny_teacher)
+    Trainer(straight, _cfg(epochs=4)).fit(train, val)
+
+    # interrupt after 2 of 4 epochs: train 2 epochs with the 4-epoch schedule, then resume
+    first = _kd(tiny_teacher)
+    t1 = Trainer(first, _cfg(epochs=4), checkpoint_dir=tmp_path)
+    t1.config.epochs = 2
+    t1.fit(train, val)
+    torch.manual_seed(1234)  # disturb the global RNG: resume must restore it
+    resumed = _kd(tiny_teacher, seed=99)
+    t2 = Trainer(resumed, _cfg(epochs=4), checkpoint_dir=tmp_path)
+    result = t2.fit(train, val, resume_from=tmp_path / "last.pt")
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tiny_data, tiny_teacher, tmp_path):
+    train, val = tiny_data
+
+    class Poisoned(torch.nn.Module):
+        """An MLP that starts returning NaN after ``after`` training forwards."""
+
+        def __init__(self, after: int):
+            super().__init__()
+            self.net, self.calls, self.after = create("mlp", 4, (1, 12, 12), width=16), 0, after
+
+        def forward(self, x):
+            out = self.net(x)
+            if self.training:
+                self.calls += 1
+                if self.calls > self.after:
+                    out = out * float("nan")
+            return out
+
+    d = create_distiller("kd", tiny_teacher, Poisoned(after=8), (1, 12, 12))
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2.*last good checkpoint"):
+        Trainer(d, _cfg(epochs=3), checkpoint_dir=tmp_path).fit(train, val)
+    state = load_state(tmp_path / "last.pt")
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "missing"])
+def test_corrupted_checkpoint_is_refused_without_changes(tiny_data, tiny_teacher, tmp_path, damage):
+    train, val = tiny_data
+    Trainer(_kd(tiny_teacher), _cfg(epochs=1), checkpoint_dir=tmp_path).fit(train, val)
+    path = tmp_path / "last.pt"
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:200])
+    elif damage == "garbage":
+        path.write_bytes(b"not a checkpoint at all" * 10)
+    else:
+        path.unlink()
+    before = path.read_bytes() if path.exists() else None
+    d = _kd(tiny_teacher)
+    weights = {k: v.clone() for k, v in d.state_dict().items()}
+    with pytest.raises(CheckpointError, match="corrupted|does not exist"):
+        Trainer(d, _cfg(epochs=2), checkpoint_dir=tmp_path).fit(train, val, resume_from=path)
+    assert (path.read_bytes() if path.exists() else None) == before
+    assert all(torch.equal(weights[k], v) for k, v in d.state_dict().items())
+
+
+def test_teacher_cache_changes_nothing_but_cost(tiny_data, tiny_teacher):
+    train, val = tiny_data
+    cached = Trainer(_kd(tiny_teacher), _cfg(cache_teacher=True)).fit(train, val)
+    uncached = Trainer(_kd(tiny_teacher), _cfg(cache_teacher=False)).fit(train, val)
+    for a, b in zip(cached.history, uncached.history, strict=True):
+        assert a["train/kd"] == pytest.approx(b["train/kd"], rel=1e-5)
+        assert a["val/acc"] == b["val/acc"]
+
+
+def test_teacher_cache_is_skipped_when_over_its_memory_limit(tiny_data, tiny_teacher):
+    train, val = tiny_data
+    d = create_distiller("fitnets", tiny_teacher, create("convnet", 4, (1, 12, 12), width=4, depth=2),
+                         (1, 12, 12))
+    result = Trainer(d, _cfg(epochs=1, cache_limit_mb=1e-4)).fit(train, val)
+    assert any("teacher cache off" in n for n in result.notes)
+
+
+def test_grad_clip_bounds_the_update(tiny_data, tiny_teacher):
+    train, val = tiny_data
+    d = _kd(tiny_teacher)
+    before = [p.detach().clone() for p in d.student.parameters()]
+    Trainer(d, _cfg(epochs=1, optimizer="sgd", momentum=0.0, weight_decay=0.0, lr=1.0, grad_clip=1e-3,
+                    batch_size=192)).fit(train, val)
+    step = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(d.student.parameters(), before, strict=False)))
+    assert step <= 1e-3 * 1.0001
+
+
+def test_same_seed_same_numbers(tiny_data, tiny_teacher):
+    train, val = tiny_data
+    a = Trainer(_kd(tiny_teacher), _cfg(epochs=2, seed=3)).fit(train, val)
+    b = Trainer(_kd(tiny_teacher), _cfg(epochs=2, seed=3)).fit(train, val)
+    assert [h["train/loss"] for h in a.history] == [h["train/loss"] for h in b.history]

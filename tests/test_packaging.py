@@ -1,0 +1,54 @@
+"""Packaging: environment.yml and pyproject list the same runtime packages; the CLI answers."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import tomllib
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CONDA_NAMES = {"pytorch": "torch"}
+
+
+def _name(req: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_environment_yml_matches_pyproject_runtime_dependencies():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pip_side = {_name(r) for r in project["dependencies"]}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda_side = {CONDA_NAMES.get(_name(d), _name(d)) for d in env["dependencies"] if isinstance(d, str)}
+    conda_side -= {"python", "pip"}
+    assert pip_side == conda_side
+
+
+def _kdlab(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kdlab.cli", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_help_and_listings():
+    out = _kdlab("--help")
+    assert out.returncode == 0
+    for cmd in ("demo", "train", "models", "datasets", "methods"):
+        assert cmd in out.stdout
+    methods = _kdlab("methods")
+    assert methods.returncode == 0 and "dkd" in methods.stdout and "taid" in methods.stdout
+    models = _kdlab("models")
+    assert "resnet32x4" in models.stdout and "vit_tiny" in models.stdout
+    data = _kdlab("datasets")
+    assert "mnist5k" in data.stdout and "digits" in data.stdout
+
+
+def test_cli_bad_spec_is_a_clear_error_not_a_traceback(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("method:\n  name: kd\n  params:\n    temperature: -3\n")
+    out = _kdlab("train", str(spec))
+    assert out.returncode == 2
+    assert "method.params.temperature" in out.stderr.replace(": params", ".params") or \
+        "params.temperature" in out.stderr
+    assert "Traceback" not in out.stderr
