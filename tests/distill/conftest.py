@@ -1,6 +1,8 @@
 """Small synthetic data and models for trainer tests (fast, learnable, deterministic)."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -25,7 +27,19 @@ def tiny_data() -> tuple[ArrayDataset, ArrayDataset]:
     return blobs(192, 0), blobs(64, 1)
 
 
-@pytest.fixture
-def tiny_teacher() -> torch.nn.Module:
+@pytest.fixture(scope="session")
+def _trained_teacher() -> torch.nn.Module:
+    from kdlab.distill import create_distiller
+    from kdlab.distill.trainer import Trainer, TrainConfig
+
     torch.manual_seed(0)
-    return create("convnet", 4, (1, 12, 12), width=8, depth=2, norm="batchnorm")
+    teacher = create("convnet", 4, (1, 12, 12), width=8, depth=2, norm="batchnorm")
+    d = create_distiller("vanilla", None, teacher, (1, 12, 12))
+    Trainer(d, TrainConfig(epochs=3, batch_size=32, lr=0.05, log_every=0)).fit(blobs(192, 0), blobs(64, 1))
+    return teacher.eval()
+
+
+@pytest.fixture
+def tiny_teacher(_trained_teacher) -> torch.nn.Module:
+    """A small trained CNN teacher (a fresh copy per test: online methods train it further)."""
+    return copy.deepcopy(_trained_teacher)

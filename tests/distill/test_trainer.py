@@ -33,7 +33,7 @@ def test_learns_and_reports_every_term(tiny_data, tiny_teacher):
         def on_epoch_end(self, trainer, metrics):
             events.append(("epoch", metrics))
 
-    result = Trainer(_kd(tiny_teacher), _cfg(), [Rec()]).fit(train, val)
+    result = Trainer(_kd(tiny_teacher), _cfg(epochs=5), [Rec()]).fit(train, val)
     first, last = result.history[0], result.history[-1]
     for key in ("train/ce", "train/kd", "train/loss", "train/acc", "val/acc", "val/agreement", "lr",
                 "throughput"):
@@ -42,8 +42,8 @@ def test_learns_and_reports_every_term(tiny_data, tiny_teacher):
     assert last["train/loss"] < first["train/loss"]
     assert last["val/acc"] >= 0.9
     assert result.best["val/acc"] == max(h["val/acc"] for h in result.history)
-    assert sum(1 for kind, _ in events if kind == "epoch") == 3
-    assert sum(1 for kind, _ in events if kind == "step") == 3 * 6 // 2
+    assert sum(1 for kind, _ in events if kind == "epoch") == 5
+    assert sum(1 for kind, _ in events if kind == "step") == 5 * 6 // 2
     assert "val_acc" in result.teacher
 
 
