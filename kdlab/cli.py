@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="teacher -> student with and without KD on built-in mnist5k")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--epochs", type=int, default=10, help="student epochs")
-    d.add_argument("--teacher-epochs", type=int, default=8)
+    d.add_argument("--teacher-epochs", type=int, default=10)
     d.set_defaults(fn=cmd_demo)
     t = sub.add_parser("train", help="run an experiment spec (YAML/JSON) in the foreground")
     t.add_argument("spec", help="path of the spec file")

@@ -52,3 +52,20 @@ def test_cli_bad_spec_is_a_clear_error_not_a_traceback(tmp_path):
     assert "method.params.temperature" in out.stderr.replace(": params", ".params") or \
         "params.temperature" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_cli_train_runs_a_spec_file_and_writes_results(tmp_path):
+    spec = {
+        "name": "cli-tiny", "data": {"name": "mnist5k", "params": {"n_train": 400}},
+        "teacher": {"name": "mlp", "params": {"width": 32}, "optim": {"epochs": 1, "batch_size": 64}},
+        "student": {"name": "mlp", "params": {"width": 16}},
+        "method": {"name": "kd"}, "optim": {"epochs": 1, "batch_size": 64},
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = _kdlab("train", str(path), "--run-dir", str(tmp_path / "run"))
+    assert out.returncode == 0, out.stderr
+    assert "student test acc" in out.stdout
+    results = yaml.safe_load((tmp_path / "run" / "results.json").read_text())
+    assert results["spec"]["name"] == "cli-tiny"
+    assert 0.1 < results["student"]["test/acc"] <= 1.0

@@ -11,12 +11,13 @@ from kdlab.runs.experiment import run_experiment
 from kdlab.runs.spec import ExperimentSpec, load_spec
 
 
-def demo_specs(seed: int = 0, epochs: int = 10, teacher_epochs: int = 8,
+def demo_specs(seed: int = 0, epochs: int = 10, teacher_epochs: int = 10,
                data: str = "mnist5k") -> dict[str, ExperimentSpec]:
     """The two student runs of the demo (vanilla and KD) sharing one cached ConvNet teacher."""
     base: dict[str, Any] = {
         "seed": seed, "data": {"name": data},
-        "teacher": {"name": "convnet", "optim": {"epochs": teacher_epochs, "lr": 0.05}},
+        "teacher": {"name": "convnet", "params": {"width": 64, "norm": "batchnorm"},
+                    "optim": {"epochs": teacher_epochs, "lr": 0.05}},
         "student": {"name": "mlp", "params": {"width": 256, "depth": 2}},
         "optim": {"name": "sgd", "lr": 0.05, "epochs": epochs, "batch_size": 128},
     }
@@ -40,7 +41,7 @@ def summary_table(results: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("model")
 
 
-def run_demo(out_dir: Path, seed: int = 0, epochs: int = 10, teacher_epochs: int = 8) -> pd.DataFrame:
+def run_demo(out_dir: Path, seed: int = 0, epochs: int = 10, teacher_epochs: int = 10) -> pd.DataFrame:
     """Run the demo, print its table and write ``demo.json`` (table plus full results) to ``out_dir``."""
     results = {name: run_experiment(spec, run_dir=out_dir / name)
                for name, spec in demo_specs(seed, epochs, teacher_epochs).items()}
