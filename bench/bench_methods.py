@@ -13,6 +13,7 @@ import time
 
 from bench.common import OUT, markdown, save
 from kdlab.distill import METHODS
+from kdlab.errors import ConfigError
 from kdlab.runs.experiment import run_experiment
 
 TEACHER = {"name": "convnet", "params": {"width": 64, "norm": "batchnorm"}, "optim": {"epochs": 10, "lr": 0.05}}
@@ -57,7 +58,12 @@ def main() -> None:
                 if key in raw:
                     continue
                 t0 = time.perf_counter()
-                r = run_experiment(spec(method, student, seed, args.epochs), log_every=0)
+                try:
+                    r = run_experiment(spec(method, student, seed, args.epochs), log_every=0)
+                except ConfigError as e:  # e.g. AT/NST with an MLP student: no spatial maps
+                    raw[key] = {"error": str(e).split(".")[0]}
+                    print(key, raw[key], flush=True)
+                    continue
                 best = r.student.get("best_weights", {}).get("test/acc", r.student["test/acc"])
                 raw[key] = {"test_last": r.student["test/acc"], "test_best": best,
                             "val_best": r.student["best"]["val/acc"], "val_last": r.student["last"]["val/acc"],
@@ -72,6 +78,11 @@ def main() -> None:
         row = {"method": method}
         for student in args.students:
             runs = [raw[f"{method}/{student}/{s}/{args.epochs}"] for s in args.seeds]
+            if any("error" in r for r in runs):
+                row[f"{student}: test acc, last epoch"] = "n/a: " + runs[0].get("error", "failed")[:60]
+                row[f"{student}: test acc, best-val epoch"] = "n/a"
+                row[f"{student}: s/run"] = "n/a"
+                continue
             row[f"{student}: test acc, last epoch"] = fmt([r["test_last"] for r in runs])
             row[f"{student}: test acc, best-val epoch"] = fmt([r["test_best"] for r in runs])
             row[f"{student}: s/run"] = statistics.mean(r["time_s"] for r in runs)

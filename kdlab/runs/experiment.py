@@ -103,26 +103,39 @@ def get_teacher(spec: ExperimentSpec, splits: Splits, device: str) -> tuple[nn.M
     key = spec.digest("data", "teacher")
     folder = cache_dir("teachers")
     path = folder / f"{key}.pt"
-    with _locked(folder / f"{key}.lock"):
-        if path.is_file():
-            try:
-                state = load_state(path)
-                model = create(ts.name, splits.train.num_classes, splits.train.in_shape, **ts.params)
-                model.load_state_dict(state["model"])
-                return model, {**state["meta"], "source": "cache"}
-            except (CheckpointError, RuntimeError):
-                path.unlink(missing_ok=True)  # a broken cache entry is rebuilt below
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    # Separate runs share the cache under a file lock; the ranks of one multi-process run must not
+    # lock each other out (they train the teacher together), so they skip the lock.
+    with contextlib.nullcontext() if distributed else _locked(folder / f"{key}.lock"):
+        cached = _load_cached_teacher(path, ts, splits.train)
+        if cached is not None:
+            return cached
         _seed(ts.seed)
         model = create(ts.name, splits.train.num_classes, splits.train.in_shape, **ts.params)
         t0 = time.perf_counter()
         distiller = create_distiller("vanilla", None, model, splits.train.in_shape)
-        cfg = train_config(ts.optim, ts.seed, device, amp=spec.amp)
-        Trainer(distiller, cfg).fit(splits.train, splits.val)
+        trainer = Trainer(distiller, train_config(ts.optim, ts.seed, device, amp=spec.amp))
+        trainer.fit(splits.train, splits.val)
         meta = {"train_time_s": time.perf_counter() - t0}
-        tmp = path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "meta": meta}, tmp)
-        os.replace(tmp, path)
+        if trainer.is_main:
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            torch.save({"model": model.state_dict(), "meta": meta}, tmp)
+            os.replace(tmp, path)
     return model, {**meta, "source": "trained"}
+
+
+def _load_cached_teacher(path: Path, ts: TeacherSpec, data: ArrayDataset) -> tuple[nn.Module, dict] | None:
+    """The cached teacher at ``path``, or None (a broken entry is removed so it is rebuilt)."""
+    if not path.is_file():
+        return None
+    try:
+        state = load_state(path)
+        model = create(ts.name, data.num_classes, data.in_shape, **ts.params)
+        model.load_state_dict(state["model"])
+        return model, {**state["meta"], "source": "cache"}
+    except (CheckpointError, RuntimeError, KeyError):
+        path.unlink(missing_ok=True)
+        return None
 
 
 def _seed(seed: int) -> None:
