@@ -15,12 +15,14 @@ from kdlab.errors import (  # noqa: E402
                           UnknownNameError,
 )
 from kdlab.models import create, list_models, register_model  # noqa: E402
+from kdlab.runs.background import RunHandle, launch  # noqa: E402
 from kdlab.runs.experiment import run_experiment  # noqa: E402
 from kdlab.runs.spec import ExperimentSpec, load_spec  # noqa: E402
+from kdlab.runs.store import open_store  # noqa: E402
 
 __all__ = [
     "Callback", "CheckpointError", "ConfigError", "ExperimentSpec", "FeatureTaps", "KdlabError",
     "NonFiniteLossError", "ShapeError", "TrainConfig", "Trainer", "UnknownNameError", "create",
     "create_distiller", "data", "distill", "list_methods", "list_models", "load_spec", "models",
-    "register_method", "register_model", "run_experiment",
+    "register_method", "register_model", "run_experiment", "launch", "open_store", "RunHandle",
 ]

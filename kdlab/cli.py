@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list the model zoo").set_defaults(fn=cmd_models)
     sub.add_parser("datasets", help="list the datasets").set_defaults(fn=cmd_datasets)
     sub.add_parser("methods", help="list the distillation methods").set_defaults(fn=cmd_methods)
+    from kdlab.runs.commands import add_run_commands
+
+    add_run_commands(sub)  # launch, runs, status, cancel, resume, logs
+    from kdlab.report.command import add_report_command
+
+    add_report_command(sub)  # report
     return p
 
 

@@ -26,6 +26,12 @@ CE_WEIGHT = Param(1.0, "weight of the cross-entropy on ground-truth labels", flo
 LAYERS = Param(None, "module paths to tap (None: the model's declared stages)", list)
 
 
+def feature_params(feat_weight: Param, **extra: Param) -> dict[str, Param]:
+    """Params of a feature method: ce_weight, ``feat_weight``, any ``extra``, teacher_layers, student_layers."""
+    return {"ce_weight": CE_WEIGHT, "feat_weight": feat_weight, **extra, "teacher_layers": LAYERS,
+            "student_layers": LAYERS}
+
+
 def register_method(name: str, **tags: Any) -> Callable:
     """Register a ``Distiller`` subclass under ``name``; its ``params`` class attribute is declared."""
 
@@ -59,6 +65,11 @@ def declared_layers(model: nn.Module, kind: str = "stages") -> list[str]:
                           "student_layers with paths from model.named_modules()")
     value = taps[kind]
     return [value] if isinstance(value, str) else list(value)
+
+
+def chosen_layers(model: nn.Module, layers: Sequence[str] | None, kind: str = "stages") -> list[str]:
+    """``layers`` when given, else the ``kind`` taps that ``model`` declares."""
+    return list(layers) if layers else declared_layers(model, kind)
 
 
 class Distiller(nn.Module):
@@ -113,9 +124,9 @@ class Distiller(nn.Module):
 
     def _setup_layers(self, t_layers: list[str] | None, s_layers: list[str] | None) -> None:
         kind = self.feature_kind or "stages"
-        self.student_layers = list(s_layers) if s_layers else declared_layers(self.student, kind)
+        self.student_layers = chosen_layers(self.student, s_layers, kind)
         if self.teacher is not None:
-            self.teacher_layers = list(t_layers) if t_layers else declared_layers(self.teacher, kind)
+            self.teacher_layers = chosen_layers(self.teacher, t_layers, kind)
             if not (t_layers or s_layers):  # zoo defaults: align the last stages of both
                 n = min(len(self.teacher_layers), len(self.student_layers))
                 self.teacher_layers, self.student_layers = self.teacher_layers[-n:], self.student_layers[-n:]
@@ -168,6 +179,12 @@ class Distiller(nn.Module):
                y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named weighted loss terms for one batch. Subclasses implement."""
         raise NotImplementedError
+
+    def layer_pairs(self, feats: dict[str, torch.Tensor],
+                    teacher: TeacherOutput) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(student feature, teacher feature)`` of each tapped layer pair, in order."""
+        for s, t in zip(self.student_layers, self.teacher_layers, strict=True):
+            yield feats[s], teacher.features[t]
 
     def ce(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The weighted label cross-entropy term (shared by every method)."""

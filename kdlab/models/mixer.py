@@ -19,7 +19,7 @@ from torch import nn
 
 from kdlab.errors import ConfigError
 from kdlab.models.base import register_model
-from kdlab.models.vit import FeedForward, PatchEmbed, TokenPool, check_patch
+from kdlab.models.tokens import FeedForward, PatchEmbed, TokenModel, TokenPool, check_patch, reset_layer_norms_
 from kdlab.registry import Param
 
 
@@ -38,7 +38,7 @@ class MixerBlock(nn.Module):
         return x + self.mlp_channels(self.norm2(x))
 
 
-class MlpMixer(nn.Module):
+class MlpMixer(TokenModel):
     """MLP-Mixer. Taps: stages ``blocks.i`` (N, tokens, dim), embedding ``pool`` (N, dim), logits ``head``."""
 
     def __init__(self, num_classes: int, in_shape: tuple[int, int, int], patch: int = 4, dim: int = 128,
@@ -55,12 +55,8 @@ class MlpMixer(nn.Module):
             raise ConfigError(f"model {name!r} params.channel_ratio: {channel_ratio} x dim={dim} "
                               "leaves no hidden units")
         self.stem = PatchEmbed(in_shape[0], dim, patch)
-        self.blocks = nn.ModuleList(MixerBlock(tokens, dim, token_hidden, channel_hidden, dropout)
-                                    for _ in range(depth))
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.pool = TokenPool("mean")
-        self.head = nn.Linear(dim, num_classes)
-        self.num_features, self.num_tokens = dim, tokens
+        self.add_tail((MixerBlock(tokens, dim, token_hidden, channel_hidden, dropout) for _ in range(depth)),
+                      dim, num_classes, TokenPool("mean"), tokens)
         for path, m in self.named_modules():
             if isinstance(m, nn.Linear):
                 if path == "head":
@@ -74,21 +70,11 @@ class MlpMixer(nn.Module):
                 std = math.sqrt(1.0 / fan_in) / 0.8796256610342398
                 nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)  # LeCun normal
                 nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        self.kdlab_taps = {"stages": [f"blocks.{i}" for i in range(depth)], "embedding": "pool",
-                           "logits": "head"}
+        reset_layer_norms_(self)
 
-    def tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """Token features (N, tokens, dim) after the last block and the final norm."""
-        x = self.stem(x)
-        for block in self.blocks:
-            x = block(x)
-        return self.norm(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.tokens(x)))
+    def embed_patches(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch tokens (N, tokens, dim) of the per-patch linear embedding."""
+        return self.stem(x)
 
 
 @register_model("mixer_tiny", family="mixer", params={

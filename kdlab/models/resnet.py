@@ -11,11 +11,14 @@ as in the reference code.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import nn
 
 from kdlab.errors import ConfigError
 from kdlab.models.base import register_model
+from kdlab.models.residual import init_conv_bn_, residual_stage
 from kdlab.registry import Param
 
 BLOCKS = ("basic", "bottleneck")
@@ -96,21 +99,13 @@ class CifarResNet(nn.Module):
         c = filters[0]
         layers = []
         for planes, stride in zip(filters[1:], (1, 2, 2), strict=True):
-            blocks = []
-            for i in range(n):
-                blocks.append(cls(c, planes, stride if i == 0 else 1))
-                c = planes * cls.expansion
-            layers.append(nn.Sequential(*blocks))
+            layers.append(residual_stage(partial(cls, planes=planes), c, planes * cls.expansion, n, stride))
+            c = planes * cls.expansion
         self.layer1, self.layer2, self.layer3 = layers
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(c, num_classes)
         self.num_features = c
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_bn_(self)
         self.kdlab_taps = {"stages": ["layer1", "layer2", "layer3"], "embedding": "layer3", "logits": "fc"}
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

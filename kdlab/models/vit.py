@@ -18,30 +18,10 @@ from torch import nn
 
 from kdlab.errors import ConfigError
 from kdlab.models.base import register_model
+from kdlab.models.tokens import FeedForward, PatchEmbed, TokenModel, TokenPool, check_patch, reset_layer_norms_
 from kdlab.registry import Param
 
 POOLS = ("cls", "mean")
-
-
-def check_patch(name: str, patch: int, in_shape: tuple[int, int, int]) -> tuple[int, int]:
-    """The patch grid (rows, cols); ConfigError naming ``patch`` when it does not divide the image."""
-    _, h, w = in_shape
-    if h % patch or w % patch:
-        sizes = sorted({p for p in range(1, min(h, w) + 1) if h % p == 0 and w % p == 0})
-        raise ConfigError(f"model {name!r} params.patch: {patch} does not divide the {h}x{w} image "
-                          f"(valid: {', '.join(map(str, sizes))})")
-    return h // patch, w // patch
-
-
-class PatchEmbed(nn.Module):
-    """(N, C, H, W) -> (N, tokens, dim) by a conv with kernel = stride = patch."""
-
-    def __init__(self, c_in: int, dim: int, patch: int):
-        super().__init__()
-        self.proj = nn.Conv2d(c_in, dim, patch, stride=patch)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).flatten(2).transpose(1, 2)
 
 
 class Attention(nn.Module):
@@ -61,20 +41,6 @@ class Attention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(n, l, d))
 
 
-class FeedForward(nn.Module):
-    """Linear -> GELU -> dropout -> Linear -> dropout."""
-
-    def __init__(self, dim: int, hidden: int, dropout: float = 0.0):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
-
-
 class Block(nn.Module):
     """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x))."""
 
@@ -91,21 +57,7 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class TokenPool(nn.Module):
-    """(N, L, dim) -> (N, dim): the class token (``"cls"``) or the mean of the last ``L - skip`` tokens."""
-
-    def __init__(self, mode: str = "cls", skip: int = 0):
-        super().__init__()
-        self.mode, self.skip = mode, skip
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, 0] if self.mode == "cls" else x[:, self.skip:].mean(dim=1)
-
-    def extra_repr(self) -> str:
-        return f"mode={self.mode!r}, skip={self.skip}"
-
-
-class VisionTransformer(nn.Module):
+class VisionTransformer(TokenModel):
     """ViT. Taps: stages ``blocks.i`` (N, tokens, dim), embedding ``pool`` (N, dim), logits ``head``."""
 
     def __init__(self, num_classes: int, in_shape: tuple[int, int, int], patch: int = 4, dim: int = 128,
@@ -120,11 +72,8 @@ class VisionTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if prefix else None
         self.pos_embed = nn.Parameter(torch.zeros(1, rows * cols + prefix, dim))
         self.pos_drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout) for _ in range(depth))
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.pool = TokenPool(pool, prefix)
-        self.head = nn.Linear(dim, num_classes)
-        self.num_features, self.num_tokens = dim, rows * cols + prefix
+        self.add_tail((Block(dim, heads, mlp_ratio, dropout) for _ in range(depth)), dim, num_classes,
+                      TokenPool(pool, prefix), rows * cols + prefix)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=1e-6)
@@ -132,24 +81,14 @@ class VisionTransformer(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        self.kdlab_taps = {"stages": [f"blocks.{i}" for i in range(depth)], "embedding": "pool",
-                           "logits": "head"}
+        reset_layer_norms_(self)
 
-    def tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """Token features (N, tokens, dim) after the last block and the final norm."""
+    def embed_patches(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch tokens, the class token prepended when pooling on it, plus the position embedding."""
         x = self.patch_embed(x)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
-        x = self.pos_drop(x + self.pos_embed)
-        for block in self.blocks:
-            x = block(x)
-        return self.norm(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.tokens(x)))
+        return self.pos_drop(x + self.pos_embed)
 
 
 @register_model("vit_tiny", family="transformer", params={

@@ -10,12 +10,15 @@ Init as in the reference: convs Kaiming-normal (fan_out), BN weights 1 / biases 
 """
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from kdlab.errors import ConfigError
 from kdlab.models.base import register_model
+from kdlab.models.residual import init_conv_bn_, residual_stage
 from kdlab.registry import Param
 
 DROPOUT = Param(0.0, "dropout between the two convs of each block", float, 0.0, 0.95)
@@ -59,25 +62,16 @@ class WideResNet(nn.Module):
         channels = [16, 16 * widen, 32 * widen, 64 * widen]
         self.depth, self.widen = depth, widen
         self.conv1 = nn.Conv2d(in_shape[0], channels[0], 3, padding=1, bias=False)
-        groups = []
-        for g, stride in enumerate((1, 2, 2)):
-            c_in, c_out = channels[g], channels[g + 1]
-            groups.append(nn.Sequential(*(WideBlock(c_in if i == 0 else c_out, c_out, stride if i == 0 else 1,
-                                                    dropout) for i in range(n))))
-        self.block1, self.block2, self.block3 = groups
+        self.block1, self.block2, self.block3 = (
+            residual_stage(partial(WideBlock, c_out=channels[g + 1], dropout=dropout), channels[g], channels[g + 1],
+                           n, stride) for g, stride in enumerate((1, 2, 2)))
         self.bn1 = nn.BatchNorm2d(channels[3])
         self.relu = nn.ReLU(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels[3], num_classes)
         self.num_features = channels[3]
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        init_conv_bn_(self)
+        nn.init.zeros_(self.fc.bias)
         self.kdlab_taps = {"stages": ["block1", "block2", "block3"], "embedding": "relu", "logits": "fc"}
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ def summary_table(results: dict[str, Any]) -> pd.DataFrame:
     """One row per model: val/test accuracy, teacher agreement, training time."""
     any_run = next(iter(results.values()))
     t = any_run.teacher
-    rows = [{"model": f"teacher ({any_run.spec['teacher']['name']})", "val_acc": t.get("val/val_acc"),
+    rows = [{"model": f"teacher ({any_run.spec['teacher']['name']})", "val_acc": t.get("val/acc"),
              "test_acc": t.get("test/acc"), "agreement": 1.0, "time_s": t.get("train_time_s")}]
     for name, r in results.items():
         s = r.student

@@ -183,7 +183,7 @@ def run_experiment(source: Any, run_dir: str | Path | None = None, callbacks: Se
     t_test = predict(teacher, splits.test, device=dev) if teacher is not None else None
     if teacher is not None:
         tev = evaluate(teacher, test_loader, dev)
-        result.teacher = {**teacher_meta, **{f"val/{k}": v for k, v in (fit.teacher or {}).items()},
+        result.teacher = {**teacher_meta, **{f"val/{k.removeprefix('val_')}": v for k, v in (fit.teacher or {}).items()},
                           "test/acc": tev.acc, "test/loss": tev.loss}
     last = evaluate(distiller, test_loader, dev, t_test)
     student_metrics = {"test/acc": last.acc, "test/loss": last.loss, "train_time_s": train_time,

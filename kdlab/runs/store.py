@@ -14,7 +14,9 @@ Metric rows carry the trainer's global optimiser ``step``: per-step rows (``kind
 they were logged, per-epoch rows (``kind="epoch"``) at the step that closed the epoch. ``StoreCallback``
 commits in step order (a commit never holds a step at or below one already committed), so
 ``metrics(run, since_step=last_seen)`` is a complete incremental poll; ``seq`` (the row id, strictly
-increasing in commit order) is an alternative cursor (``since_seq``).
+increasing in commit order) is an alternative cursor (``since_seq``). Resuming a run replaces the rows
+written after its last checkpoint (their steps are logged again) and bumps the run's ``attempt``: a
+poller that sees ``attempt`` change should reload.
 """
 from __future__ import annotations
 
@@ -91,6 +93,7 @@ CREATE TABLE IF NOT EXISTS metrics (
     time REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS metrics_run_step ON metrics(run_id, step);
+CREATE INDEX IF NOT EXISTS metrics_progress ON metrics(kind, run_id, epoch);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -203,7 +206,6 @@ class Store:
         self.runs_dir = self.root / "runs"
         self.db_path = self.root / DB_NAME
         self._local = threading.local()
-        self._last_refresh = 0.0
         self._prepare()
 
     def __repr__(self) -> str:
@@ -435,10 +437,10 @@ class Store:
 
     def set_status(self, run_id: str, status: str, *, error: str | None = None, traceback: str | None = None,
                    expect: Sequence[str] | None = None, message: str | None = None,
-                   summary: Mapping[str, Any] | None = None) -> bool:
+                   summary: Mapping[str, Any] | None = None, attempt: int | None = None) -> bool:
         """Set the run's status (and error/traceback); with ``expect`` only when the current status is one of
-        those. Entering ``running`` stamps ``started``, a final status stamps ``finished``. Returns whether
-        the row changed."""
+        those (and with ``attempt`` only when the run is still on that attempt). Entering ``running`` stamps
+        ``started``, a final status stamps ``finished``. Returns whether the row changed."""
         if status not in STATUSES:
             raise ConfigError(f"status: {status!r} is not one of {list(STATUSES)}")
         self._known(run_id)
@@ -461,6 +463,9 @@ class Store:
         if expect is not None:
             sql += f" AND status IN ({','.join('?' * len(expect))})"
             args += list(expect)
+        if attempt is not None:
+            sql += " AND attempt = ?"
+            args.append(int(attempt))
         with self._write() as c:
             changed = c.execute(sql, args).rowcount > 0
             if changed:
@@ -641,11 +646,8 @@ class Store:
     # -- liveness & queue ------------------------------------------------------------------------
     def refresh(self, force: bool = False) -> None:
         """Notice workers that died without writing (-> ``interrupted``) and start queued runs into free
-        slots. Cheap; rate-limited to every 0.2 s per store object unless ``force``."""
-        now = time.monotonic()
-        if not force and now - self._last_refresh < 0.2:
-            return
-        self._last_refresh = now
+        slots. Cheap (two small queries and a pid check per running run); ``force`` is kept for callers
+        that want to say so explicitly."""
         from kdlab.runs.background import refresh
 
         refresh(self)

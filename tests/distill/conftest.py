@@ -30,7 +30,7 @@ def tiny_data() -> tuple[ArrayDataset, ArrayDataset]:
 @pytest.fixture(scope="session")
 def _trained_teacher() -> torch.nn.Module:
     from kdlab.distill import create_distiller
-    from kdlab.distill.trainer import Trainer, TrainConfig
+    from kdlab.distill.trainer import TrainConfig, Trainer
 
     torch.manual_seed(0)
     teacher = create("convnet", 4, (1, 12, 12), width=8, depth=2, norm="batchnorm")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from kdlab.distill import METHODS, create_distiller
-from kdlab.distill.trainer import Trainer, TrainConfig
+from kdlab.distill.trainer import TrainConfig, Trainer
 from kdlab.errors import ConfigError
 from kdlab.models import create
 

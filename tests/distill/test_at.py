@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from kdlab.distill import create_distiller
 from kdlab.distill.methods.at import at_loss
 from kdlab.errors import ConfigError
-from kdlab.models import create
 
-IN = (1, 28, 28)
+from .helpers import check_finite_gradients, check_sgd_reduces, make, teacher_twin
+
 RNG = np.random.default_rng(1)
 FS = RNG.normal(size=(2, 3, 4, 4))
 FT = RNG.normal(size=(2, 5, 4, 4))
@@ -68,44 +67,17 @@ def test_at_invariant_to_feature_scaling_and_zero_for_identical():
     assert float(at_loss(ft, 3.0 * ft)) == pytest.approx(0.0, abs=1e-15)
 
 
-def _make(student: str = "convnet", **params):
-    torch.manual_seed(0)
-    teacher = create("convnet", 10, IN, width=16)
-    st = create(student, 10, IN, width=8 if student == "convnet" else 32)
-    return create_distiller("at", teacher, st, IN, **params)
-
-
 def test_at_rejects_a_student_without_spatial_maps():
     with pytest.raises(ConfigError, match="spatial feature maps") as err:
-        _make("mlp")
+        make("at", "mlp")
     assert "blocks." in str(err.value) and "rkd" in str(err.value) and "fitnets" in str(err.value)
 
 
 def test_at_distiller_finite_gradients_and_zero_for_a_copy():
-    d = _make()
-    x, y = torch.randn(6, *IN), torch.tensor([0, 1, 2, 3, 4, 5])
-    d.train()
-    logits, terms = d.forward_train(x, y)
-    assert set(terms) == {"ce", "at"} and logits.shape == (6, 10)
-    loss = sum(terms.values())
-    loss.backward()
-    grads = [p.grad for p in d.student.parameters()]
-    assert torch.isfinite(loss) and all(g is not None and torch.isfinite(g).all() for g in grads)
-    twin = create_distiller("at", d.teacher, create("convnet", 10, IN, width=16), IN)
-    twin.student.load_state_dict(d.teacher.state_dict())
-    assert twin.forward_train(x, y)[1]["at"].item() == pytest.approx(0.0, abs=1e-10)
+    d = make("at")
+    step = check_finite_gradients(d, {"ce", "at"})
+    assert teacher_twin(d).forward_train(step.x, step.y)[1]["at"].item() == pytest.approx(0.0, abs=1e-10)
 
 
 def test_at_sgd_steps_reduce_the_attention_term():
-    d = _make(ce_weight=0.0, feat_weight=1.0)
-    x, y = torch.randn(8, *IN), torch.arange(8)
-    t_out = d.teacher_forward(x)
-    opt = torch.optim.SGD(d.trainable_parameters(), lr=0.5)
-    values = []
-    for _ in range(6):
-        _, terms = d.forward_train(x, y, t_out)
-        values.append(terms["at"].item())
-        opt.zero_grad()
-        terms["at"].backward()
-        opt.step()
-    assert all(b < a for a, b in zip(values, values[1:], strict=False)) and values[-1] < 0.9 * values[0]
+    check_sgd_reduces(make("at", ce_weight=0.0, feat_weight=1.0), ["at"], lr=0.5)

@@ -9,16 +9,11 @@ import torch.nn.functional as F
 from kdlab.distill import create_distiller
 from kdlab.distill.functional import kl_div
 from kdlab.distill.methods.dho import dual_head_log_probs
-from kdlab.models import create
 
-IN = (1, 28, 28)
+from .helpers import IN, check_finite_gradients, np_softmax, pair
+
 H_CE = np.array([[1.0, 2.0, 0.5], [0.3, -1.0, 2.0]])
 H_KD = np.array([[2.0, 1.0, 0.0], [0.5, 0.5, 1.5]])
-
-
-def np_softmax(z):
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 @pytest.mark.parametrize("alpha,beta", [(0.5, 1.0), (0.3, 2.0), (0.9, 0.5)])
@@ -37,15 +32,9 @@ def test_alpha_limits():
                                rtol=1e-12)
 
 
-def _pair(student: str):
-    torch.manual_seed(0)
-    teacher = create("convnet", 10, IN, width=16)
-    return teacher, create(student, 10, IN, width=16 if student == "convnet" else 32)
-
-
 @pytest.mark.parametrize("student", ["convnet", "mlp"])
 def test_inference_alpha_one_is_ce_head_softmax(student):
-    teacher, st = _pair(student)
+    teacher, st = pair(student, conv_width=16)
     d = create_distiller("dho", teacher, st, IN, alpha=1.0).eval()
     x = torch.randn(3, *IN)
     with torch.no_grad():
@@ -53,7 +42,7 @@ def test_inference_alpha_one_is_ce_head_softmax(student):
 
 
 def test_inference_mixes_both_heads():
-    teacher, st = _pair("mlp")
+    teacher, st = pair("mlp")
     d = create_distiller("dho", teacher, st, IN, alpha=0.25, infer_temperature=2.0).eval()
     x = torch.randn(3, *IN)
     with torch.no_grad():
@@ -64,12 +53,10 @@ def test_inference_mixes_both_heads():
 
 @pytest.mark.parametrize("student", ["convnet", "mlp"])
 def test_training_terms_and_gradients(student):
-    teacher, st = _pair(student)
+    teacher, st = pair(student, conv_width=16)
     d = create_distiller("dho", teacher, st, IN)
-    x, y = torch.randn(4, *IN), torch.tensor([0, 1, 2, 3])
-    d.train()
-    out, terms = d.forward_train(x, y)
-    assert set(terms) == {"ce", "kd"}
+    # finite gradients on the student and the KD head, none on the teacher
+    x, y, out, terms = check_finite_gradients(d, {"ce", "kd"}, n=4, extra=[d.kd_head])
     assert not out.requires_grad  # telemetry logits: the deployed mixture, detached
     with torch.no_grad():
         ce_logits, kd_logits = d.heads(x)
@@ -77,11 +64,6 @@ def test_training_terms_and_gradients(student):
     assert float(terms["ce"].detach()) == pytest.approx(0.5 * float(F.cross_entropy(ce_logits, y)), rel=1e-5)
     assert float(terms["kd"].detach()) == pytest.approx(0.5 * float(kl_div(kd_logits, t_logits, 2.0)),
                                                         rel=1e-5)
-    loss = sum(terms.values())
-    loss.backward()
-    assert torch.isfinite(loss)
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in st.parameters())
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in d.kd_head.parameters())
     # the CE term does not train the KD head, the KD term does not train the CE head
     d.zero_grad()
     d.forward_train(x, y)[1]["ce"].backward()

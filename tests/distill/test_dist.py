@@ -7,18 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from kdlab.distill import create_distiller
 from kdlab.distill.methods.dist import dist_loss, dist_terms
-from kdlab.models import create
 
-IN = (1, 28, 28)
+from .helpers import check_finite_gradients, check_sgd_reduces, make, np_softmax
+
 S = np.array([[1.0, 2.0, 0.5, -0.5], [0.3, -1.0, 2.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
 T = np.array([[2.0, 1.0, 0.0, 0.5], [0.5, 0.5, 1.5, -1.0], [3.0, -2.0, 0.0, 0.0]])
-
-
-def np_softmax_rows(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def np_pearson(a: list[float], b: list[float]) -> float:
@@ -29,7 +23,7 @@ def np_pearson(a: list[float], b: list[float]) -> float:
 
 
 def np_dist(s, t, beta, gamma, tau):
-    ps, pt = np_softmax_rows(s / tau), np_softmax_rows(t / tau)
+    ps, pt = np_softmax(s / tau), np_softmax(t / tau)
     n, c = ps.shape
     inter = 1 - sum(np_pearson(list(ps[i]), list(pt[i])) for i in range(n)) / n
     intra = 1 - sum(np_pearson(list(ps[:, k]), list(pt[:, k])) for k in range(c)) / c
@@ -60,37 +54,10 @@ def test_dist_limits_and_invariances():
     assert 0.0 <= float(inter) <= 2.0 and 0.0 <= float(intra) <= 2.0
 
 
-def _make(student: str = "convnet", **params):
-    torch.manual_seed(0)
-    teacher = create("convnet", 10, IN, width=16)
-    st = create(student, 10, IN, width=8 if student == "convnet" else 32)
-    return create_distiller("dist", teacher, st, IN, **params)
-
-
 @pytest.mark.parametrize("student", ["convnet", "mlp"])
 def test_dist_distiller_finite_gradients(student):
-    d = _make(student)
-    x, y = torch.randn(6, *IN), torch.tensor([0, 1, 2, 3, 4, 5])
-    d.train()
-    logits, terms = d.forward_train(x, y)
-    assert set(terms) == {"ce", "inter", "intra"} and logits.shape == (6, 10)
-    loss = sum(terms.values())
-    loss.backward()
-    grads = [p.grad for p in d.student.parameters()]
-    assert torch.isfinite(loss) and all(g is not None and torch.isfinite(g).all() for g in grads)
+    check_finite_gradients(make("dist", student), {"ce", "inter", "intra"})
 
 
 def test_dist_sgd_steps_reduce_the_distillation_term():
-    d = _make("mlp", ce_weight=0.0)
-    x, y = torch.randn(8, *IN), torch.arange(8)
-    t_out = d.teacher_forward(x)
-    opt = torch.optim.SGD(d.trainable_parameters(), lr=0.1)
-    values = []
-    for _ in range(6):
-        _, terms = d.forward_train(x, y, t_out)
-        loss = terms["inter"] + terms["intra"]
-        values.append(loss.item())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert all(b < a for a, b in zip(values, values[1:], strict=False)) and values[-1] < 0.9 * values[0]
+    check_sgd_reduces(make("dist", "mlp", ce_weight=0.0), ["inter", "intra"], lr=0.1)

@@ -6,23 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdlab.distill import create_distiller
 from kdlab.distill.methods.dkd import dkd_loss, dkd_terms
-from kdlab.models import create
 
-IN = (1, 28, 28)
+from .helpers import IN, check_finite_gradients, check_sgd_reduces, make, np_kl, np_softmax
+
 S = np.array([[1.0, 2.0, 0.5, -0.5], [0.3, -1.0, 2.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
 T = np.array([[2.0, 1.0, 0.0, 0.5], [0.5, 0.5, 1.5, -1.0], [3.0, -2.0, 0.0, 0.0]])
 Y = np.array([1, 2, 0])
-
-
-def np_softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max())
-    return e / e.sum()
-
-
-def np_kl(p: np.ndarray, q: np.ndarray) -> float:
-    return float(sum(p[k] * np.log(p[k] / q[k]) for k in range(len(p))))
 
 
 def np_dkd_terms(s, t, y, temp):
@@ -75,15 +65,8 @@ def test_dkd_zero_for_identical_logits_and_stable_for_large_ones():
     assert torch.isfinite(dkd_loss(big_s, big_t, torch.tensor(Y), 1.0, 8.0, 1.0))
 
 
-def _make(student: str = "convnet", **params):
-    torch.manual_seed(0)
-    teacher = create("convnet", 10, IN, width=16)
-    st = create(student, 10, IN, width=8 if student == "convnet" else 32)
-    return create_distiller("dkd", teacher, st, IN, **params)
-
-
 def test_dkd_warmup_follows_progress():
-    d = _make(warmup=0.5)
+    d = make("dkd", warmup=0.5)
     x, y = torch.randn(4, *IN), torch.tensor([0, 1, 2, 3])
     t_out = d.teacher_forward(x)
     full = None
@@ -99,30 +82,10 @@ def test_dkd_warmup_follows_progress():
 
 @pytest.mark.parametrize("student", ["convnet", "mlp"])
 def test_dkd_distiller_finite_gradients(student):
-    d = _make(student)
+    d = make("dkd", student)
     d.set_progress(1.0)
-    x, y = torch.randn(6, *IN), torch.tensor([0, 1, 2, 3, 4, 5])
-    d.train()
-    logits, terms = d.forward_train(x, y)
-    assert set(terms) == {"ce", "tckd", "nckd"} and logits.shape == (6, 10)
-    loss = sum(terms.values())
-    loss.backward()
-    grads = [p.grad for p in d.student.parameters()]
-    assert torch.isfinite(loss) and all(g is not None and torch.isfinite(g).all() for g in grads)
-    assert all(p.grad is None for p in d.teacher.parameters())
+    check_finite_gradients(d, {"ce", "tckd", "nckd"})  # the frozen teacher gets no gradient either
 
 
 def test_dkd_sgd_steps_reduce_the_distillation_term():
-    d = _make("mlp", ce_weight=0.0, warmup=0.0)
-    x, y = torch.randn(8, *IN), torch.arange(8)
-    t_out = d.teacher_forward(x)
-    opt = torch.optim.SGD(d.trainable_parameters(), lr=0.05)
-    values = []
-    for _ in range(6):
-        _, terms = d.forward_train(x, y, t_out)
-        loss = terms["tckd"] + terms["nckd"]
-        values.append(loss.item())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert all(b < a for a, b in zip(values, values[1:], strict=False)) and values[-1] < 0.9 * values[0]
+    check_sgd_reduces(make("dkd", "mlp", ce_weight=0.0, warmup=0.0), ["tckd", "nckd"], lr=0.05)

@@ -6,13 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from kdlab.distill import create_distiller
 from kdlab.distill.adapters import ConvAdapter
 from kdlab.distill.methods.fitnets import fitnets_loss
 from kdlab.errors import ShapeError
-from kdlab.models import create
 
-IN = (1, 28, 28)
+from .helpers import IN, check_finite_gradients, check_sgd_reduces, make
+
 RNG = np.random.default_rng(0)
 FS = RNG.normal(size=(2, 3, 2, 2))
 FT = RNG.normal(size=(2, 3, 2, 2))
@@ -40,15 +39,8 @@ def test_fitnets_loss_pools_a_conv_teacher_for_a_vector_student():
         fitnets_loss(torch.zeros(2, 4), torch.tensor(FT))
 
 
-def _make(student: str = "convnet", width: int | None = None, **params):
-    torch.manual_seed(0)
-    teacher = create("convnet", 10, IN, width=16)
-    st = create(student, 10, IN, width=width or (8 if student == "convnet" else 32))
-    return create_distiller("fitnets", teacher, st, IN, **params)
-
-
 def test_fitnets_identical_student_gives_zero_hint():
-    d = _make(width=16)
+    d = make("fitnets", conv_width=16)
     d.student.load_state_dict(d.teacher.state_dict())
     assert all(isinstance(a, nn.Identity) for a in d.adapters)
     x, y = torch.randn(4, *IN), torch.tensor([0, 1, 2, 3])
@@ -57,7 +49,7 @@ def test_fitnets_identical_student_gives_zero_hint():
 
 
 def test_fitnets_single_hint_by_layer_choice():
-    d = _make(teacher_layers=["features.1"], student_layers=["features.0"])
+    d = make("fitnets", teacher_layers=["features.1"], student_layers=["features.0"])
     assert len(d.adapters) == 1 and isinstance(d.adapters[0], ConvAdapter)
     _, terms = d.forward_train(torch.randn(3, *IN), torch.tensor([0, 1, 2]))
     assert torch.isfinite(terms["hint"]) and terms["hint"].item() > 0
@@ -65,32 +57,11 @@ def test_fitnets_single_hint_by_layer_choice():
 
 @pytest.mark.parametrize("student", ["convnet", "mlp"])
 def test_fitnets_distiller_finite_gradients(student):
-    d = _make(student)
+    d = make("fitnets", student)
     assert len(d.adapters) == len(d.student_layers) == len(d.teacher_layers) >= 1
-    x, y = torch.randn(6, *IN), torch.tensor([0, 1, 2, 3, 4, 5])
-    d.train()
-    logits, terms = d.forward_train(x, y)
-    assert set(terms) == {"ce", "hint"} and logits.shape == (6, 10)
-    loss = sum(terms.values())
-    loss.backward()
-    assert torch.isfinite(loss)
-    for module in (d.student, d.adapters):
-        grads = [p.grad for p in module.parameters()]
-        assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
-    assert all(p.grad is None for p in d.teacher.parameters())
+    check_finite_gradients(d, {"ce", "hint"}, extra=[d.adapters])  # the frozen teacher gets no gradient
 
 
 @pytest.mark.parametrize("student", ["convnet", "mlp"])
 def test_fitnets_sgd_steps_reduce_the_hint(student):
-    d = _make(student, ce_weight=0.0, feat_weight=1.0)
-    x, y = torch.randn(8, *IN), torch.arange(8)
-    t_out = d.teacher_forward(x)
-    opt = torch.optim.SGD(d.trainable_parameters(), lr=0.1)
-    values = []
-    for _ in range(6):
-        _, terms = d.forward_train(x, y, t_out)
-        values.append(terms["hint"].item())
-        opt.zero_grad()
-        terms["hint"].backward()
-        opt.step()
-    assert all(b < a for a, b in zip(values, values[1:], strict=False)) and values[-1] < 0.9 * values[0]
+    check_sgd_reduces(make("fitnets", student, ce_weight=0.0, feat_weight=1.0), ["hint"], lr=0.1)

@@ -5,12 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from kdlab.distill import create_distiller
 from kdlab.distill.functional import kl_div
 from kdlab.distill.methods.lskd import lskd_loss, standardize_logits
-from kdlab.models import create
 
-IN = (1, 28, 28)
+from .helpers import check_finite_gradients, check_sgd_reduces, make, np_kl, np_softmax
+
 S = np.array([[1.0, 2.0, 0.5, -0.5], [0.3, -1.0, 2.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
 T = np.array([[2.0, 1.0, 0.0, 0.5], [0.5, 0.5, 1.5, -1.0], [3.0, -2.0, 0.0, 0.0]])
 
@@ -28,9 +27,7 @@ def np_lskd(s: np.ndarray, t: np.ndarray, temp: float) -> float:
     zs, zt = np_zscore(s) / temp, np_zscore(t) / temp
     total = 0.0
     for i in range(len(s)):
-        ps = np.exp(zs[i]) / np.exp(zs[i]).sum()
-        pt = np.exp(zt[i]) / np.exp(zt[i]).sum()
-        total += sum(pt[k] * np.log(pt[k] / ps[k]) for k in range(len(pt)))
+        total += np_kl(np_softmax(zt[i]), np_softmax(zs[i]))
     return total / len(s) * temp**2
 
 
@@ -57,41 +54,15 @@ def test_lskd_invariant_to_logit_shift_and_scale():
     assert float(lskd_loss(t * 5.0 + 2.0, t, 2.0)) == pytest.approx(0.0, abs=1e-12)
 
 
-def _make(student: str = "convnet", **params):
-    torch.manual_seed(0)
-    teacher = create("convnet", 10, IN, width=16)
-    st = create(student, 10, IN, width=8 if student == "convnet" else 32)
-    return create_distiller("lskd", teacher, st, IN, **params)
-
-
 def test_lskd_defaults_follow_the_paper_recipe():
-    d = _make()
+    d = make("lskd")
     assert (d.hp["ce_weight"], d.hp["kd_weight"], d.hp["temperature"]) == (0.1, 9.0, 2.0)
 
 
 @pytest.mark.parametrize("student", ["convnet", "mlp"])
 def test_lskd_distiller_finite_gradients(student):
-    d = _make(student)
-    x, y = torch.randn(6, *IN), torch.tensor([0, 1, 2, 3, 4, 5])
-    d.train()
-    logits, terms = d.forward_train(x, y)
-    assert set(terms) == {"ce", "kd"} and logits.shape == (6, 10)
-    loss = sum(terms.values())
-    loss.backward()
-    grads = [p.grad for p in d.student.parameters()]
-    assert torch.isfinite(loss) and all(g is not None and torch.isfinite(g).all() for g in grads)
+    check_finite_gradients(make("lskd", student), {"ce", "kd"})
 
 
 def test_lskd_sgd_steps_reduce_the_distillation_term():
-    d = _make("mlp", ce_weight=0.0, kd_weight=1.0)
-    x, y = torch.randn(8, *IN), torch.arange(8)
-    t_out = d.teacher_forward(x)
-    opt = torch.optim.SGD(d.trainable_parameters(), lr=0.1)
-    values = []
-    for _ in range(6):
-        _, terms = d.forward_train(x, y, t_out)
-        values.append(terms["kd"].item())
-        opt.zero_grad()
-        terms["kd"].backward()
-        opt.step()
-    assert all(b < a for a, b in zip(values, values[1:], strict=False)) and values[-1] < 0.9 * values[0]
+    check_sgd_reduces(make("lskd", "mlp", ce_weight=0.0, kd_weight=1.0), ["kd"], lr=0.1)

@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from kdlab.distill import create_distiller
 from kdlab.distill.methods.margin_mse import label_margins, margin_mse, margin_mse_logits
-from kdlab.models import create
 
-IN = (1, 28, 28)
+from .helpers import check_finite_gradients, make
+
 S = np.array([[1.0, 2.0, 0.5, -0.5], [0.3, -1.0, 2.0, 0.0]])
 T = np.array([[2.0, 1.0, 0.0, 0.5], [0.5, 0.5, 1.5, -1.0]])
 Y = np.array([1, 2])
@@ -54,12 +53,4 @@ def test_invariant_to_constant_shift_and_zero_when_equal():
 
 @pytest.mark.parametrize("student", ["convnet", "mlp"])
 def test_margin_mse_distiller_finite_gradients(student):
-    torch.manual_seed(0)
-    teacher = create("convnet", 10, IN, width=16)
-    st = create(student, 10, IN, width=16 if student == "convnet" else 32)
-    d = create_distiller("margin_mse", teacher, st, IN, kd_weight=0.5)
-    logits, terms = d.forward_train(torch.randn(4, *IN), torch.tensor([0, 1, 2, 3]))
-    loss = sum(terms.values())
-    loss.backward()
-    assert set(terms) == {"ce", "kd"} and torch.isfinite(loss)
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in st.parameters())
+    check_finite_gradients(make("margin_mse", student, conv_width=16, kd_weight=0.5), {"ce", "kd"}, n=4)

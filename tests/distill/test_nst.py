@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from kdlab.distill import create_distiller
 from kdlab.distill.methods.nst import nst_loss
 from kdlab.errors import ConfigError
-from kdlab.models import create
 
-IN = (1, 28, 28)
+from .helpers import check_finite_gradients, check_sgd_reduces, make
+
 RNG = np.random.default_rng(2)
 FS = RNG.normal(size=(2, 3, 2, 2))
 FT = RNG.normal(size=(2, 4, 2, 2))
@@ -51,40 +50,14 @@ def test_nst_limits_and_invariances():
     assert float(nst_loss(big, ft)) == pytest.approx(base, rel=1e-10)
 
 
-def _make(student: str = "convnet", **params):
-    torch.manual_seed(0)
-    teacher = create("convnet", 10, IN, width=16)
-    st = create(student, 10, IN, width=8 if student == "convnet" else 32)
-    return create_distiller("nst", teacher, st, IN, **params)
-
-
 def test_nst_rejects_a_student_without_spatial_maps():
     with pytest.raises(ConfigError, match="spatial feature maps"):
-        _make("mlp")
+        make("nst", "mlp")
 
 
 def test_nst_distiller_finite_gradients():
-    d = _make()
-    x, y = torch.randn(6, *IN), torch.tensor([0, 1, 2, 3, 4, 5])
-    d.train()
-    logits, terms = d.forward_train(x, y)
-    assert set(terms) == {"ce", "nst"} and logits.shape == (6, 10)
-    loss = sum(terms.values())
-    loss.backward()
-    grads = [p.grad for p in d.student.parameters()]
-    assert torch.isfinite(loss) and all(g is not None and torch.isfinite(g).all() for g in grads)
+    check_finite_gradients(make("nst"), {"ce", "nst"})
 
 
 def test_nst_sgd_steps_reduce_the_mmd():
-    d = _make(ce_weight=0.0, feat_weight=1.0)
-    x, y = torch.randn(8, *IN), torch.arange(8)
-    t_out = d.teacher_forward(x)
-    opt = torch.optim.SGD(d.trainable_parameters(), lr=0.5)
-    values = []
-    for _ in range(6):
-        _, terms = d.forward_train(x, y, t_out)
-        values.append(terms["nst"].item())
-        opt.zero_grad()
-        terms["nst"].backward()
-        opt.step()
-    assert all(b < a for a, b in zip(values, values[1:], strict=False)) and values[-1] < 0.9 * values[0]
+    check_sgd_reduces(make("nst", ce_weight=0.0, feat_weight=1.0), ["nst"], lr=0.5)

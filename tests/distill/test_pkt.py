@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from kdlab.distill import create_distiller
 from kdlab.distill.methods.pkt import pkt_loss
-from kdlab.models import create
 
-IN = (1, 28, 28)
+from .helpers import IN, check_finite_gradients, check_sgd_reduces, make, teacher_twin
+
 RNG = np.random.default_rng(4)
 ES = RNG.normal(size=(4, 3))
 ET = RNG.normal(size=(4, 6))
@@ -47,44 +46,15 @@ def test_pkt_zero_for_identical_and_invariant_to_scale_and_rotation():
     assert float(pkt_loss(per_sample * (s @ q), t)) == pytest.approx(base, rel=1e-5)
 
 
-def _make(student: str = "convnet", **params):
-    torch.manual_seed(0)
-    teacher = create("convnet", 10, IN, width=16)
-    st = create(student, 10, IN, width=8 if student == "convnet" else 32)
-    return create_distiller("pkt", teacher, st, IN, **params)
-
-
 @pytest.mark.parametrize("student", ["convnet", "mlp"])
 def test_pkt_distiller_finite_gradients(student):
-    d = _make(student)
-    x, y = torch.randn(6, *IN), torch.tensor([0, 1, 2, 3, 4, 5])
-    d.train()
-    logits, terms = d.forward_train(x, y)
-    assert set(terms) == {"ce", "pkt"} and logits.shape == (6, 10)
-    loss = sum(terms.values())
-    loss.backward()
-    grads = [p.grad for p in d.student.parameters()]
-    assert torch.isfinite(loss) and all(g is not None and torch.isfinite(g).all() for g in grads)
+    check_finite_gradients(make("pkt", student), {"ce", "pkt"})
 
 
 def test_pkt_distiller_zero_for_a_copy_of_the_teacher():
-    d = _make()
-    twin = create_distiller("pkt", d.teacher, create("convnet", 10, IN, width=16), IN)
-    twin.student.load_state_dict(d.teacher.state_dict())
-    _, terms = twin.forward_train(torch.randn(5, *IN), torch.arange(5))
+    _, terms = teacher_twin(make("pkt")).forward_train(torch.randn(5, *IN), torch.arange(5))
     assert terms["pkt"].item() == pytest.approx(0.0, abs=1e-6)
 
 
 def test_pkt_sgd_steps_reduce_the_divergence():
-    d = _make("mlp", ce_weight=0.0, feat_weight=100.0)
-    x, y = torch.randn(8, *IN), torch.arange(8)
-    t_out = d.teacher_forward(x)
-    opt = torch.optim.SGD(d.trainable_parameters(), lr=0.5)
-    values = []
-    for _ in range(6):
-        _, terms = d.forward_train(x, y, t_out)
-        values.append(terms["pkt"].item())
-        opt.zero_grad()
-        terms["pkt"].backward()
-        opt.step()
-    assert all(b < a for a, b in zip(values, values[1:], strict=False)) and values[-1] < 0.9 * values[0]
+    check_sgd_reduces(make("pkt", "mlp", ce_weight=0.0, feat_weight=100.0), ["pkt"], lr=0.5)

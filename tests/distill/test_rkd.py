@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from kdlab.distill import create_distiller
 from kdlab.distill.methods.rkd import rkd_angle_loss, rkd_distance_loss, rkd_loss
-from kdlab.models import create
 
-IN = (1, 28, 28)
+from .helpers import check_finite_gradients, check_sgd_reduces, make
+
 RNG = np.random.default_rng(3)
 ES = RNG.normal(size=(4, 3))
 ET = RNG.normal(size=(4, 5))
@@ -74,38 +73,13 @@ def test_rkd_invariant_to_scale_rotation_and_translation():
     assert float(rkd_distance_loss(s[:1], t[:1])) == 0.0
 
 
-def _make(student: str = "convnet", **params):
-    torch.manual_seed(0)
-    teacher = create("convnet", 10, IN, width=16)
-    st = create(student, 10, IN, width=8 if student == "convnet" else 32)
-    return create_distiller("rkd", teacher, st, IN, **params)
-
-
 @pytest.mark.parametrize("student", ["convnet", "mlp"])
 def test_rkd_distiller_finite_gradients(student):
-    d = _make(student)
+    d = make("rkd", student)
     assert len(d.student_layers) == len(d.teacher_layers) == 1
-    x, y = torch.randn(6, *IN), torch.tensor([0, 1, 2, 3, 4, 5])
-    d.train()
-    logits, terms = d.forward_train(x, y)
-    assert set(terms) == {"ce", "rkd_distance", "rkd_angle"} and logits.shape == (6, 10)
-    loss = sum(terms.values())
-    loss.backward()
-    grads = [p.grad for p in d.student.parameters()]
-    assert torch.isfinite(loss) and all(g is not None and torch.isfinite(g).all() for g in grads)
+    check_finite_gradients(d, {"ce", "rkd_distance", "rkd_angle"})
 
 
 def test_rkd_sgd_steps_reduce_the_relation_terms():
-    d = _make("mlp", ce_weight=0.0, distance_weight=1.0, angle_weight=1.0)
-    x, y = torch.randn(8, *IN), torch.arange(8)
-    t_out = d.teacher_forward(x)
-    opt = torch.optim.SGD(d.trainable_parameters(), lr=0.5)
-    values = []
-    for _ in range(6):
-        _, terms = d.forward_train(x, y, t_out)
-        loss = terms["rkd_distance"] + terms["rkd_angle"]
-        values.append(loss.item())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert all(b < a for a, b in zip(values, values[1:], strict=False)) and values[-1] < 0.9 * values[0]
+    d = make("rkd", "mlp", ce_weight=0.0, distance_weight=1.0, angle_weight=1.0)
+    check_sgd_reduces(d, ["rkd_distance", "rkd_angle"], lr=0.5)

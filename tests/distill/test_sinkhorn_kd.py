@@ -7,22 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from kdlab.distill import create_distiller
 from kdlab.distill.methods.sinkhorn_kd import sinkhorn_kd_loss, sinkhorn_plan
-from kdlab.models import create
 
-IN = (1, 28, 28)
+from .helpers import check_finite_gradients, check_sgd_reduces, make, np_softmax
+
 S = np.array([[1.0, 2.0, 0.5, -0.5], [0.3, -1.0, 2.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
 T = np.array([[2.0, 1.0, 0.0, 0.5], [0.5, 0.5, 1.5, -1.0], [3.0, -2.0, 0.0, 0.0]])
 
 
-def np_softmax_rows(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def np_cost(s: np.ndarray, t: np.ndarray, temp: float) -> np.ndarray:
-    ps, pt = np_softmax_rows(s / temp), np_softmax_rows(t / temp)
+    ps, pt = np_softmax(s / temp), np_softmax(t / temp)
     n = len(ps)
     return np.array([[sum(abs(ps[i, c] - pt[j, c]) for c in range(ps.shape[1])) for j in range(n)]
                      for i in range(n)])
@@ -75,36 +69,11 @@ def test_sinkhorn_identical_predictions_go_to_zero_and_float32_is_stable():
     assert torch.isfinite(small)
 
 
-def _make(student: str = "convnet", **params):
-    torch.manual_seed(0)
-    teacher = create("convnet", 10, IN, width=16)
-    st = create(student, 10, IN, width=8 if student == "convnet" else 32)
-    return create_distiller("sinkhorn_kd", teacher, st, IN, **params)
-
-
 @pytest.mark.parametrize("student", ["convnet", "mlp"])
 def test_sinkhorn_kd_distiller_finite_gradients(student):
-    d = _make(student)
-    x, y = torch.randn(6, *IN), torch.tensor([0, 1, 2, 3, 4, 5])
-    d.train()
-    logits, terms = d.forward_train(x, y)
-    assert set(terms) == {"ce", "kd", "sinkhorn"} and logits.shape == (6, 10)
-    loss = sum(terms.values())
-    loss.backward()
-    grads = [p.grad for p in d.student.parameters()]
-    assert torch.isfinite(loss) and all(g is not None and torch.isfinite(g).all() for g in grads)
+    check_finite_gradients(make("sinkhorn_kd", student), {"ce", "kd", "sinkhorn"})
 
 
 def test_sinkhorn_kd_sgd_steps_reduce_the_sinkhorn_term():
-    d = _make("mlp", ce_weight=0.0, kd_weight=0.0, temperature=1.0)
-    x, y = torch.randn(8, *IN), torch.arange(8)
-    t_out = d.teacher_forward(x)
-    opt = torch.optim.SGD(d.trainable_parameters(), lr=0.2)
-    values = []
-    for _ in range(6):
-        _, terms = d.forward_train(x, y, t_out)
-        values.append(terms["sinkhorn"].item())
-        opt.zero_grad()
-        terms["sinkhorn"].backward()
-        opt.step()
-    assert all(b < a for a, b in zip(values, values[1:], strict=False)) and values[-1] < 0.9 * values[0]
+    check_sgd_reduces(make("sinkhorn_kd", "mlp", ce_weight=0.0, kd_weight=0.0, temperature=1.0), ["sinkhorn"],
+                      lr=0.2)

@@ -7,26 +7,20 @@ import numpy as np
 import pytest
 import torch
 
-from kdlab.distill import create_distiller
 from kdlab.distill.functional import kl_div
 from kdlab.distill.methods.taid import taid_loss, taid_next_t, taid_target
-from kdlab.models import create
 
-IN = (1, 28, 28)
+from .helpers import IN, check_finite_gradients, make, np_kl, np_softmax
+
 S = np.array([[1.0, 2.0, 0.5], [0.3, -1.0, 2.0]])
 T = np.array([[2.0, 1.0, 0.0], [0.5, 0.5, 1.5]])
-
-
-def np_softmax(z):
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 @pytest.mark.parametrize("t", [0.0, 0.4, 0.75, 1.0])
 def test_taid_loss_matches_hand_derived(t):
     p = np_softmax((1 - t) * S + t * T)
     q = np_softmax(S)
-    expected = np.mean(np.sum(p * (np.log(p) - np.log(q)), axis=1))
+    expected = np.mean(np_kl(p, q))
     got = taid_loss(torch.tensor(S), torch.tensor(T), t)
     assert float(got) == pytest.approx(expected, abs=1e-14, rel=1e-12)
     np.testing.assert_allclose(taid_target(torch.tensor(S), torch.tensor(T), t).numpy(), p, rtol=1e-12)
@@ -60,15 +54,8 @@ def test_schedule_update_hand_derived():
     assert t == pytest.approx(0.96)
 
 
-def _distiller(student: str, **params):
-    torch.manual_seed(0)
-    teacher = create("convnet", 10, IN, width=16)
-    st = create(student, 10, IN, width=16 if student == "convnet" else 32)
-    return create_distiller("taid", teacher, st, IN, **params), st
-
-
 def test_distiller_uses_progress_and_buffers():
-    d, _ = _distiller("mlp", t_start=0.2, t_end=0.9, step_size=0.0)
+    d = make("taid", "mlp", t_start=0.2, t_end=0.9, step_size=0.0)
     x, y = torch.randn(4, *IN), torch.tensor([0, 1, 2, 3])
     d.train()
     d.set_progress(0.0)
@@ -87,15 +74,9 @@ def test_distiller_uses_progress_and_buffers():
 def test_t_end_below_t_start_is_rejected():
     from kdlab.errors import ConfigError
     with pytest.raises(ConfigError):
-        _distiller("mlp", t_start=0.8, t_end=0.5)
+        make("taid", "mlp", t_start=0.8, t_end=0.5)
 
 
 @pytest.mark.parametrize("student", ["convnet", "mlp"])
 def test_taid_distiller_finite_gradients(student):
-    d, st = _distiller(student)
-    d.train()
-    logits, terms = d.forward_train(torch.randn(4, *IN), torch.tensor([0, 1, 2, 3]))
-    loss = sum(terms.values())
-    loss.backward()
-    assert set(terms) == {"ce", "kd"} and torch.isfinite(loss)
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in st.parameters())
+    check_finite_gradients(make("taid", student, conv_width=16), {"ce", "kd"}, n=4)

@@ -13,7 +13,7 @@ TINY = {
     "teacher": {"name": "convnet", "params": {"width": 16, "depth": 2, "norm": "batchnorm"},
                 "optim": {"epochs": 2, "lr": 0.05, "batch_size": 64}},
     "student": {"name": "mlp", "params": {"width": 64}},
-    "method": {"name": "kd"}, "optim": {"epochs": 2, "batch_size": 64, "lr": 0.05},
+    "method": {"name": "kd"}, "optim": {"epochs": 4, "batch_size": 64, "lr": 0.05},
 }
 
 

@@ -1,4 +1,4 @@
-"""One file per distillation method; importing this package registers them all."""
+"""One file per distillation method (spatial.py: the base of AT and NST); importing this registers them all."""
 from __future__ import annotations
 
 from kdlab.distill.methods import (  # noqa: F401

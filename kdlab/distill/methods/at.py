@@ -21,25 +21,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kdlab.distill.base import CE_WEIGHT, LAYERS, Distiller, TeacherOutput, register_method
+from kdlab.distill.base import TeacherOutput, feature_params, register_method
 from kdlab.distill.functional import match_spatial
-from kdlab.errors import ConfigError
+from kdlab.distill.methods.spatial import SpatialDistiller
 from kdlab.registry import Param
-
-#: Methods that distil between models of different families (CNN teacher -> MLP / ViT student).
-CROSS_ARCHITECTURE = ("kd", "dkd", "dist", "lskd", "sinkhorn_kd", "fitnets (pooled adapters)", "rkd", "pkt")
-
-
-def require_spatial(method: str, model_name: str, shapes: dict[str, tuple[int, ...]]) -> None:
-    """Raise ConfigError unless every tapped feature is a (C, H, W) map."""
-    bad = {p: s for p, s in shapes.items() if len(s) != 3}
-    if bad:
-        path, shape = next(iter(bad.items()))
-        raise ConfigError(
-            f"{method} needs spatial feature maps (N, C, H, W) from both teacher and student, but the "
-            f"{model_name}'s layer {path!r} gives per-sample shape {shape}. Choose conv layers via "
-            f"teacher_layers/student_layers, or use a method that works across architectures: "
-            f"{', '.join(CROSS_ARCHITECTURE)}")
 
 
 def attention_map(feat: torch.Tensor, p: float = 2.0) -> torch.Tensor:
@@ -55,26 +40,14 @@ def at_loss(feat_s: torch.Tensor, feat_t: torch.Tensor, p: float = 2.0) -> torch
 
 
 @register_method("at")
-class AT(Distiller):
+class AT(SpatialDistiller):
     """Attention transfer: ce + feat_weight * sum of L2 distances of normalised spatial attention maps."""
 
-    params = {
-        "ce_weight": CE_WEIGHT,
-        "feat_weight": Param(1000.0, "weight of the attention loss (paper: beta/2, beta = 1000)",
-                             float, 0.0, 1e6),
-        "p": Param(2.0, "exponent p of the attention map mean_c |F_c|^p", float, 1.0, 8.0),
-        "teacher_layers": LAYERS,
-        "student_layers": LAYERS,
-    }
-    feature_kind = "stages"
-
-    def __init__(self, teacher, student, in_shape, **params):
-        super().__init__(teacher, student, in_shape, **params)
-        require_spatial(self.method_name, "student", self.student_shapes)
-        require_spatial(self.method_name, "teacher", self.teacher_shapes)
+    params = feature_params(
+        Param(1000.0, "weight of the attention loss (paper: beta/2, beta = 1000)", float, 0.0, 1e6),
+        p=Param(2.0, "exponent p of the attention map mean_c |F_c|^p", float, 1.0, 8.0))
 
     def losses(self, logits: torch.Tensor, feats: dict[str, torch.Tensor], teacher: TeacherOutput | None,
                y: torch.Tensor) -> dict[str, torch.Tensor]:
-        att = sum(at_loss(feats[s], teacher.features[t], self.hp["p"])
-                  for s, t in zip(self.student_layers, self.teacher_layers, strict=True))
+        att = sum(at_loss(s, t, self.hp["p"]) for s, t in self.layer_pairs(feats, teacher))
         return {"ce": self.ce(logits, y), "at": self.hp["feat_weight"] * att}

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdlab.distill.base import Distiller, TeacherOutput, declared_layers, register_method
+from kdlab.distill.base import Distiller, TeacherOutput, chosen_layers, register_method
 from kdlab.distill.functional import kl_div
 from kdlab.distill.taps import feature_shapes
 from kdlab.errors import ConfigError
@@ -62,8 +62,7 @@ class DHO(Distiller):
 
     def __init__(self, teacher: nn.Module | None, student: nn.Module, in_shape: Sequence[int], **params):
         super().__init__(teacher, student, in_shape, **params)
-        layers = params.get("student_layers")
-        self.student_layers = list(layers) if layers else declared_layers(student, "embedding")
+        self.student_layers = chosen_layers(student, params.get("student_layers"), "embedding")
         if len(self.student_layers) != 1:
             raise ConfigError(f"dho: student_layers must name one embedding layer, got {self.student_layers}")
         self.student_shapes = feature_shapes(student, self.student_layers, self.in_shape)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from kdlab.distill.adapters import match_teacher
-from kdlab.distill.base import CE_WEIGHT, LAYERS, Distiller, TeacherOutput, register_method
+from kdlab.distill.base import Distiller, TeacherOutput, feature_params, register_method
 from kdlab.errors import ShapeError
 from kdlab.registry import Param
 
@@ -37,19 +37,14 @@ def fitnets_loss(student_adapted: torch.Tensor, teacher_feat: torch.Tensor) -> t
 class FitNets(Distiller):
     """FitNets: ce + feat_weight * MSE(adapter(student feature), teacher feature) summed over hints."""
 
-    params = {
-        "ce_weight": CE_WEIGHT,
-        # mdistiller's 100 suits a CIFAR ResNet hint at a middle stage; with the zoo's default pairing
-        # (every aligned stage, the last included) 100 drowns the label loss of small students, 1 does not.
-        "feat_weight": Param(1.0, "weight of the hint MSE (summed over layer pairs)", float, 0.0, 1e5),
-        "teacher_layers": LAYERS,
-        "student_layers": LAYERS,
-    }
+    # mdistiller's 100 suits a CIFAR ResNet hint at a middle stage; with the zoo's default pairing
+    # (every aligned stage, the last included) 100 drowns the label loss of small students, 1 does not.
+    params = feature_params(Param(1.0, "weight of the hint MSE (summed over layer pairs)", float, 0.0, 1e5))
     feature_kind = "stages"
     needs_adapters = True
 
     def losses(self, logits: torch.Tensor, feats: dict[str, torch.Tensor], teacher: TeacherOutput | None,
                y: torch.Tensor) -> dict[str, torch.Tensor]:
-        pairs = zip(self.adapters, self.student_layers, self.teacher_layers, strict=True)
-        hint = sum(fitnets_loss(adapter(feats[s]), teacher.features[t]) for adapter, s, t in pairs)
+        pairs = zip(self.adapters, self.layer_pairs(feats, teacher), strict=True)
+        hint = sum(fitnets_loss(adapter(s), t) for adapter, (s, t) in pairs)
         return {"ce": self.ce(logits, y), "hint": self.hp["feat_weight"] * hint}

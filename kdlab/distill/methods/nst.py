@@ -17,9 +17,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kdlab.distill.base import CE_WEIGHT, LAYERS, Distiller, TeacherOutput, register_method
+from kdlab.distill.base import TeacherOutput, feature_params, register_method
 from kdlab.distill.functional import match_spatial
-from kdlab.distill.methods.at import require_spatial
+from kdlab.distill.methods.spatial import SpatialDistiller
 from kdlab.registry import Param
 
 
@@ -37,24 +37,12 @@ def nst_loss(feat_s: torch.Tensor, feat_t: torch.Tensor) -> torch.Tensor:
 
 
 @register_method("nst")
-class NST(Distiller):
+class NST(SpatialDistiller):
     """Neuron selectivity transfer: ce + feat_weight * polynomial-kernel MMD of channel activation maps."""
 
-    params = {
-        "ce_weight": CE_WEIGHT,
-        "feat_weight": Param(50.0, "weight of the MMD loss (summed over layer pairs)", float, 0.0, 1e5),
-        "teacher_layers": LAYERS,
-        "student_layers": LAYERS,
-    }
-    feature_kind = "stages"
-
-    def __init__(self, teacher, student, in_shape, **params):
-        super().__init__(teacher, student, in_shape, **params)
-        require_spatial(self.method_name, "student", self.student_shapes)
-        require_spatial(self.method_name, "teacher", self.teacher_shapes)
+    params = feature_params(Param(50.0, "weight of the MMD loss (summed over layer pairs)", float, 0.0, 1e5))
 
     def losses(self, logits: torch.Tensor, feats: dict[str, torch.Tensor], teacher: TeacherOutput | None,
                y: torch.Tensor) -> dict[str, torch.Tensor]:
-        mmd = sum(nst_loss(feats[s], teacher.features[t])
-                  for s, t in zip(self.student_layers, self.teacher_layers, strict=True))
+        mmd = sum(nst_loss(s, t) for s, t in self.layer_pairs(feats, teacher))
         return {"ce": self.ce(logits, y), "nst": self.hp["feat_weight"] * mmd}

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdlab.distill.base import CE_WEIGHT, Distiller, TeacherOutput, declared_layers, register_method
+from kdlab.distill.base import CE_WEIGHT, Distiller, TeacherOutput, chosen_layers, register_method
 from kdlab.distill.taps import feature_shapes
 from kdlab.registry import Param
 
@@ -78,8 +78,7 @@ class OFA(Distiller):
     def __init__(self, teacher: nn.Module | None, student: nn.Module, in_shape: Sequence[int], **params):
         super().__init__(teacher, student, in_shape, **params)
         # Only the student is tapped: the teacher gives its final logits, so its cache stays small.
-        layers = params.get("student_layers")
-        self.student_layers = list(layers) if layers else declared_layers(student, "stages")
+        self.student_layers = chosen_layers(student, params.get("student_layers"), "stages")
         self.student_shapes = feature_shapes(student, self.student_layers, self.in_shape)
         self.branches = nn.ModuleList(branch_head(self.student_shapes[p], self.num_classes)
                                       for p in self.student_layers)

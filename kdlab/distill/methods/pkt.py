@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from kdlab.distill.base import CE_WEIGHT, LAYERS, Distiller, TeacherOutput, register_method
+from kdlab.distill.base import Distiller, TeacherOutput, feature_params, register_method
 from kdlab.distill.functional import pool_flatten
 from kdlab.registry import Param
 
@@ -40,17 +40,11 @@ def pkt_loss(emb_s: torch.Tensor, emb_t: torch.Tensor, eps: float = 1e-7) -> tor
 class PKT(Distiller):
     """Probabilistic KT: ce + feat_weight * KL of cosine-kernel sample densities of the embeddings."""
 
-    params = {
-        "ce_weight": CE_WEIGHT,
-        "feat_weight": Param(30000.0, "weight of the PKT divergence (mean over sample pairs)",
-                             float, 0.0, 1e6),
-        "teacher_layers": LAYERS,
-        "student_layers": LAYERS,
-    }
+    params = feature_params(Param(30000.0, "weight of the PKT divergence (mean over sample pairs)",
+                                  float, 0.0, 1e6))
     feature_kind = "embedding"
 
     def losses(self, logits: torch.Tensor, feats: dict[str, torch.Tensor], teacher: TeacherOutput | None,
                y: torch.Tensor) -> dict[str, torch.Tensor]:
-        pkt = sum(pkt_loss(pool_flatten(feats[s]), pool_flatten(teacher.features[t]))
-                  for s, t in zip(self.student_layers, self.teacher_layers, strict=True))
+        pkt = sum(pkt_loss(pool_flatten(s), pool_flatten(t)) for s, t in self.layer_pairs(feats, teacher))
         return {"ce": self.ce(logits, y), "pkt": self.hp["feat_weight"] * pkt}

@@ -75,8 +75,8 @@ class RKD(Distiller):
     def losses(self, logits: torch.Tensor, feats: dict[str, torch.Tensor], teacher: TeacherOutput | None,
                y: torch.Tensor) -> dict[str, torch.Tensor]:
         dist = ang = 0.0
-        for s, t in zip(self.student_layers, self.teacher_layers, strict=True):
-            e_s, e_t = pool_flatten(feats[s]), pool_flatten(teacher.features[t])
+        for s, t in self.layer_pairs(feats, teacher):
+            e_s, e_t = pool_flatten(s), pool_flatten(t)
             dist = dist + rkd_distance_loss(e_s, e_t)
             ang = ang + rkd_angle_loss(e_s, e_t)
         return {"ce": self.ce(logits, y), "rkd_distance": self.hp["distance_weight"] * dist,

@@ -1,0 +1,254 @@
+"""Background execution: ``launch`` a spec, watch it through a ``RunHandle``, cancel and resume it.
+
+There is no daemon. The queue moves whenever someone looks: ``launch``, status reads (``RunHandle.status``,
+``Store.list_runs``/``get_run``), a finishing worker and the launching process's reaper thread all call
+``refresh``, which marks runs whose worker died without writing as ``interrupted`` (or ``cancelled`` when a
+cancel was asked for) and claims queued runs into free slots (claims are atomic transactions, so two
+processes never start the same run or exceed the limit).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from kdlab.errors import CheckpointError, ConfigError
+from kdlab.runs.executors import checkpoint_note, get_executor, log_tail
+from kdlab.runs.spec import ExperimentSpec, load_spec
+from kdlab.runs.store import ACTIVE, TERMINAL, RunRecord, Store, open_store
+
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "epoch", "global_step")
+
+
+# ------------------------------------------------------------------------------------------ scheduling
+
+def mark_gone(store: Store, run: RunRecord, reason: str, returncode: int | None = None) -> bool:
+    """Record that ``run``'s worker ended without writing a result (guarded: only if still that attempt)."""
+    if run.cancel_requested:
+        status = "cancelled"
+    elif returncode is not None and returncode > 0:
+        status = "failed"
+    else:
+        status = "interrupted"
+    error = f"{reason}; {checkpoint_note(run)}"
+    tail = log_tail(run)
+    tb = f"last lines of {run.run_dir}/worker.log:\n{tail}" if tail else None
+    return store.set_status(run.id, status, error=error, traceback=tb, expect=("running",), attempt=run.attempt)
+
+
+def reconcile(store: Store) -> None:
+    """Mark running runs whose worker is gone (see ``Executor.alive``)."""
+    for run in store.records("running"):
+        try:
+            ex = get_executor(run.executor)
+        except KeyError:
+            continue  # an executor this process does not know (a plugin not imported here)
+        alive, reason = ex.alive(store, run)
+        if alive is False:
+            mark_gone(store, run, reason)
+
+
+def start_queued(store: Store) -> list[str]:
+    """Start queued runs while their executor has free slots; returns the ids started."""
+    started = []
+    names = {r["executor"] for r in store._read("SELECT DISTINCT executor FROM runs WHERE status = 'queued'")}
+    for name in sorted(names):
+        try:
+            ex = get_executor(name)
+        except KeyError:
+            continue
+        limit = ex.max_concurrent(store)
+        while (run := store.claim_next(name, limit)) is not None:
+            try:
+                ex.start(store, run)
+                started.append(run.id)
+            except Exception as e:
+                store.set_status(run.id, "failed", error=f"could not start the worker: {type(e).__name__}: {e}",
+                                 traceback=traceback.format_exc(), expect=("running",))
+    return started
+
+
+def refresh(store: Store) -> None:
+    """Reconcile dead workers, then fill free slots from the queue."""
+    reconcile(store)
+    start_queued(store)
+
+
+# ------------------------------------------------------------------------------------------ actions
+
+def check_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a run checkpoint (weights only) and check it holds what resume needs; CheckpointError if not."""
+    from kdlab.distill.trainer import load_state
+
+    state = load_state(path)
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} cannot be resumed from: it lacks {missing}; nothing was changed")
+    return state
+
+
+def cancel_run(store: Store, run_id: str, timeout: float = 10.0) -> str:
+    """Stop a run: a queued one is dropped, a running one gets SIGTERM (its worker records ``cancelled`` and
+    keeps the last checkpoint) and, if still running after ``timeout`` seconds, is killed. Returns the status."""
+    run = store.get_run(run_id)
+    if run.status == "queued":
+        if store.set_status(run_id, "cancelled", error="cancelled while queued", expect=("queued",)):
+            return "cancelled"
+        run = store.get_run(run_id, refresh=False)
+    if run.status != "running":
+        return run.status
+    store.update_run(run_id, cancel_requested=True)
+    run = store.get_run(run_id, refresh=False)
+    ex = get_executor(run.executor)
+    ex.stop(store, run)
+    store.log(run_id, "cancel requested")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = store.get_run(run_id, refresh=False)
+        if run.status != "running":
+            start_queued(store)
+            return run.status
+        alive, reason = ex.alive(store, run)
+        if alive is False:
+            mark_gone(store, run, reason)
+            continue
+        time.sleep(0.05)
+    ex.stop(store, run, force=True)
+    store.set_status(run_id, "cancelled", expect=("running",),
+                     error=f"the worker did not stop within {timeout:g} s of the cancel request and was killed; "
+                           f"{checkpoint_note(run)}")
+    start_queued(store)
+    return store.get_run(run_id, refresh=False).status
+
+
+def resume_run(store: Store, run_id: str) -> str:
+    """Queue a failed/cancelled/interrupted run again; its worker continues from ``checkpoints/last.pt``.
+
+    A checkpoint that is truncated or corrupted raises CheckpointError here, changing nothing.
+    """
+    run = store.get_run(run_id)
+    if run.status in ACTIVE:
+        raise ConfigError(f"run {run_id} is {run.status}; only a failed, cancelled or interrupted run can be "
+                          "resumed")
+    if run.status == "completed":
+        raise ConfigError(f"run {run_id} is completed; launch a new run to train further")
+    last = store.run_dir(run_id) / "checkpoints" / "last.pt"
+    if last.exists():
+        state = check_checkpoint(last)
+        note = f"resume requested: continues after epoch {int(state['epoch'])} (step {int(state['global_step'])})"
+    else:
+        note = "resume requested: there is no checkpoint, so the run starts over"
+    store.update_run(run_id, resume=True, cancel_requested=False)
+    if not store.set_status(run_id, "queued", expect=(run.status,), message=note):
+        raise ConfigError(f"run {run_id} changed status while resuming; try again")
+    refresh(store)
+    return store.get_run(run_id, refresh=False).status
+
+
+def launch(spec: ExperimentSpec | Mapping[str, Any] | str | os.PathLike[str], executor: str = "local",
+           store: Store | str | os.PathLike[str] | None = None, name: str | None = None, *,
+           tags: Iterable[str] = (), log_every: int = 10) -> RunHandle:
+    """Run ``spec`` in the background and return at once with a ``RunHandle``.
+
+    The spec is validated first (bad specs fail here, naming the field). The run is queued in ``store``
+    (default: ``KDLAB_HOME``) and starts as soon as ``executor`` has a free slot (``local``: at most
+    ``KDLAB_MAX_CONCURRENT`` / ``store.max_concurrent`` runs at once, default 2). ``log_every`` sets how
+    often (in optimiser steps) per-step metrics are recorded.
+    """
+    ex = get_executor(executor)
+    spec = load_spec(spec)
+    ex.check(spec)
+    if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 0:
+        raise ConfigError(f"log_every: expected a whole number >= 0 (0: no per-step rows), got {log_every!r}")
+    store = store if isinstance(store, Store) else open_store(store)
+    options = {"log_every": log_every, "cwd": os.getcwd(),
+               "env": {k: v for k, v in os.environ.items() if k.startswith("KDLAB_")}}
+    run_id = store.create_run(spec, name, executor=executor, tags=tags, options=options)
+    refresh(store)
+    return RunHandle(store, run_id)
+
+
+# ------------------------------------------------------------------------------------------ the handle
+
+class RunHandle:
+    """A background run: ``status``, ``metrics()``, ``logs()``, ``wait()``, ``cancel()``, ``resume()``.
+
+    Holds no state of its own beyond the store and the id: every read goes to the store.
+    """
+
+    def __init__(self, store: Store, run_id: str):
+        self.store, self.id = store, run_id
+
+    def __repr__(self) -> str:
+        return f"RunHandle({self.id!r}, status={self.status!r})"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.store.run_dir(self.id)
+
+    @property
+    def record(self) -> RunRecord:
+        """The run's full record (refreshed: a dead worker shows as interrupted)."""
+        return self.store.get_run(self.id)
+
+    @property
+    def status(self) -> str:
+        return self.record.status
+
+    @property
+    def error(self) -> str | None:
+        return self.record.error
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+    def metrics(self, since_step: int | None = None, **kw: Any) -> pd.DataFrame:
+        """Tidy metric rows (see ``Store.metrics``); ``since_step`` for incremental polling."""
+        return self.store.metrics(self.id, since_step=since_step, **kw)
+
+    def history(self) -> pd.DataFrame:
+        """Epoch metrics, one row per finished epoch."""
+        return self.store.history(self.id)
+
+    def logs(self, since_seq: int | None = None) -> pd.DataFrame:
+        """The run's log lines (``seq, time, level, message``)."""
+        return self.store.logs(self.id, since_seq)
+
+    def output(self, lines: int | None = None) -> str:
+        """The worker process's stdout/stderr (``worker.log``), the last ``lines`` lines if given."""
+        path = self.run_dir / "worker.log"
+        text = path.read_text(errors="replace") if path.is_file() else ""
+        return "\n".join(text.splitlines()[-lines:]) if lines else text
+
+    def result(self) -> dict[str, Any] | None:
+        """The run's ``results.json`` (None until it completed)."""
+        path = self.run_dir / "results.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def wait(self, timeout: float | None = None, poll: float = 0.25) -> str:
+        """Block until the run ends (or ``timeout`` seconds pass: TimeoutError); returns the final status."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self.store.refresh(force=True)
+            status = self.store.get_run(self.id, refresh=False).status
+            if status in TERMINAL:
+                return status
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"run {self.id} is still {status} after {timeout:g} s")
+            time.sleep(poll)
+
+    def cancel(self, timeout: float = 10.0) -> str:
+        """Stop the run (see ``cancel_run``); returns the final status."""
+        return cancel_run(self.store, self.id, timeout)
+
+    def resume(self) -> RunHandle:
+        """Continue a failed/cancelled/interrupted run from its last checkpoint (in the background)."""
+        resume_run(self.store, self.id)
+        return self

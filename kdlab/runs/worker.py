@@ -1,0 +1,238 @@
+"""The background worker: ``python -m kdlab.runs.worker RUN_ID [--store ROOT]``.
+
+Runs one stored run to its end and records it: ``running`` (pid, host, device, heartbeat), metrics through
+``StoreCallback``, then ``completed`` (with a summary), ``failed`` (error and traceback) or ``cancelled``
+(SIGTERM, or the run's cancel flag seen by the heartbeat; the last checkpoint stays intact because
+checkpoints are written to a temporary file and renamed). A worker killed outright (SIGKILL) writes nothing:
+status reads notice its pid is gone and mark the run ``interrupted``. ``resume`` continues from
+``checkpoints/last.pt``; metric rows written after that checkpoint are dropped first, so the history has
+no duplicates.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from kdlab.runs.store import Store, StoreCallback, hostname
+
+_state = {"raised": False, "signals": False}
+
+
+class Cancelled(BaseException):
+    """Raised in the worker's main thread by SIGTERM (a BaseException: ``except Exception`` won't swallow it)."""
+
+
+def _on_sigterm(signum: int, _frame: Any) -> None:
+    if _state["raised"]:
+        return
+    _state["raised"] = True
+    raise Cancelled(f"cancelled by {signal.Signals(signum).name}")
+
+
+def _quiet(signum: int, _frame: Any) -> None:  # while recording the end: a second SIGTERM must not cut it
+    pass
+
+
+class Heartbeat(threading.Thread):
+    """Stamps the run's heartbeat every ``interval`` s and turns a cancel request into SIGTERM."""
+
+    def __init__(self, store: Store, run_id: str, interval: float):
+        super().__init__(daemon=True, name=f"kdlab-heartbeat-{run_id}")
+        self.store, self.run_id, self.interval = store, run_id, interval
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        signalled = False
+        while not self.halt.wait(self.interval):
+            try:
+                cancel = self.store.heartbeat(self.run_id)
+            except Exception as e:  # the store is briefly unavailable: try again next beat
+                print(f"kdlab worker: heartbeat failed: {e}", file=sys.stderr, flush=True)
+                continue
+            if cancel and not signalled and _state["signals"]:
+                signalled = True
+                os.kill(os.getpid(), signal.SIGTERM)
+        self.store.close()
+
+    def stop(self) -> None:
+        self.halt.set()
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        import torch
+
+        idx = int(device.split(":")[1]) if ":" in device else torch.cuda.current_device()
+        return f"{device} ({torch.cuda.get_device_name(idx)})"
+    return device
+
+
+def _set_threads(cpus: float) -> None:
+    import torch
+
+    n = max(1, round(cpus))
+    torch.set_num_threads(n)
+    try:
+        torch.set_num_interop_threads(n)
+    except RuntimeError:
+        pass  # already fixed by earlier parallel work
+
+
+def _prepare_resume(store: Store, run_id: str, run_dir: Path) -> bool:
+    """Check the checkpoint and trim metric rows written after it; False when there is none (start over)."""
+    from kdlab.runs.background import check_checkpoint
+
+    last = run_dir / "checkpoints" / "last.pt"
+    if not last.is_file():
+        store.truncate_metrics(run_id, -1)
+        store.log(run_id, "no checkpoint to resume from: starting over", "warning")
+        return False
+    state = check_checkpoint(last)  # CheckpointError: the run fails, nothing is overwritten
+    step, epoch = int(state["global_step"]), int(state["epoch"])
+    dropped = store.truncate_metrics(run_id, step)
+    have = set(store.metrics(run_id, kind="epoch")["epoch"].astype(int))
+    rows = [(step, epoch, "epoch", k, v, None) for k, v in (state["history"][-1] if state["history"] else {}).items()
+            if k != "epoch" and isinstance(v, (int, float))] if epoch and epoch not in have else []
+    store.add_metrics(run_id, rows, [("info", f"resuming after epoch {epoch} (step {step}); dropped {dropped} "
+                                               "metric rows written after that checkpoint")])
+    return True
+
+
+def _summary(result: Any) -> dict[str, Any]:
+    out = {k: v for k, v in result.student.items() if isinstance(v, (int, float))}
+    out.update({f"teacher/{k}": v for k, v in result.teacher.items()
+                if k.startswith("test/") and isinstance(v, (int, float))})
+    return out
+
+
+def execute(run_id: str, store_root: str | os.PathLike[str] | None = None, own_process: bool = True) -> str:
+    """Run the stored run ``run_id`` to its end in this process and record the outcome; returns its status.
+
+    ``own_process``: this process exists for this run, so SIGTERM cancels it and torch uses
+    ``resources.cpus`` threads (pass False to run it inside another program, e.g. a test).
+
+    Executors call this (the local one through ``python -m kdlab.runs.worker``). Only rank 0 of a
+    multi-process launch (``RANK`` unset or 0) writes to the store.
+    """
+    if own_process:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        _state["signals"] = True
+    from kdlab.runs.background import start_queued
+    from kdlab.runs.executors import HEARTBEAT_S
+    from kdlab.runs.store import open_store
+
+    store = open_store(store_root)
+    run = store.get_run(run_id, refresh=False)
+    is_main = os.environ.get("RANK", "0") == "0"
+    if run.status != "running":
+        print(f"kdlab worker: run {run_id} is {run.status}, not running; nothing to do", flush=True)
+        return run.status
+    beat: Heartbeat | None = None
+    callback: StoreCallback | None = None
+    run_dir = store.run_dir(run_id)
+    status = "failed"
+    try:
+        from kdlab.distill.trainer import pick_device
+        from kdlab.runs.experiment import run_experiment
+        from kdlab.runs.spec import load_spec
+
+        spec = load_spec(run.spec)
+        if own_process:
+            _set_threads(spec.resources.cpus)
+        device = pick_device(spec.device)
+        if is_main:
+            fields: dict[str, Any] = {"host": hostname(), "device": _device_name(device), "heartbeat": time.time()}
+            if run.pid is None:
+                import psutil
+
+                fields.update(pid=os.getpid(), pid_start=psutil.Process().create_time())
+            store.update_run(run_id, **fields)
+            store.log(run_id, f"worker pid {run.pid or os.getpid()} on {hostname()} ({fields['device']}), "
+                              f"attempt {run.attempt}")
+            beat = Heartbeat(store, run_id, HEARTBEAT_S)
+            beat.start()
+            if store.heartbeat(run_id) and own_process:  # cancelled before we got here
+                raise Cancelled("cancelled before the worker started training")
+        resume = _prepare_resume(store, run_id, run_dir) if (run.resume and is_main) else (
+            run.resume and (run_dir / "checkpoints" / "last.pt").is_file())
+        callback = StoreCallback(store, run_id) if is_main else None
+        print(f"kdlab worker: run {run_id} ({spec.name}) on {device}, resume={resume}", flush=True)
+        result = run_experiment(spec, run_dir, callbacks=[callback] if callback else [], resume=resume,
+                                log_every=int(run.options.get("log_every", 10)))
+        if own_process:
+            signal.signal(signal.SIGTERM, _quiet)
+        summary = _summary(result)
+        status = "completed"
+        if is_main:
+            store.set_status(run_id, "completed", expect=("running", "interrupted"), summary=summary,
+                             message="completed: " + ", ".join(f"{k}={v:.4g}" for k, v in summary.items()
+                                                               if k.startswith(("test/", "teacher/"))))
+    except Cancelled as e:
+        if own_process:
+            signal.signal(signal.SIGTERM, _quiet)
+        status = "cancelled"
+        _flush(callback)
+        for tmp in (run_dir / "checkpoints").glob("*.tmp"):
+            tmp.unlink(missing_ok=True)  # a checkpoint cut mid-write; the renamed ones are intact
+        if is_main:
+            from kdlab.runs.executors import checkpoint_note
+
+            store.set_status(run_id, "cancelled", error=f"{e}; {checkpoint_note(store.get_run(run_id, False))}",
+                             expect=("running", "interrupted"))
+        print(f"kdlab worker: {e}", flush=True)
+    except BaseException as e:
+        if own_process:
+            signal.signal(signal.SIGTERM, _quiet)
+        status = "failed"
+        tb = traceback.format_exc()
+        print(tb, file=sys.stderr, flush=True)
+        _flush(callback)
+        if is_main:
+            store.set_status(run_id, "failed", error=f"{type(e).__name__}: {e}", traceback=tb,
+                             expect=("running", "interrupted"))
+    finally:
+        if beat is not None:
+            beat.stop()
+    if is_main:
+        try:
+            start_queued(store)  # hand the freed slot to the next queued run
+        except Exception as e:
+            print(f"kdlab worker: could not start queued runs: {e}", file=sys.stderr, flush=True)
+    return status
+
+
+def _flush(callback: StoreCallback | None) -> None:
+    if callback is None:
+        return
+    try:
+        callback.flush()
+    except Exception as e:
+        print(f"kdlab worker: could not write the last metrics: {e}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m kdlab.runs.worker", description=__doc__.splitlines()[0])
+    p.add_argument("run_id")
+    p.add_argument("--store", default=None, help="store folder (default: KDLAB_HOME)")
+    args = p.parse_args(argv)
+    try:
+        status = execute(args.run_id, args.store)
+    except Cancelled as e:  # SIGTERM before the run was even loaded
+        print(f"kdlab worker: {e}", flush=True)
+        return 143
+    except Exception as e:  # the store itself is unusable: nothing can be recorded; say so in worker.log
+        traceback.print_exc()
+        print(f"kdlab worker: could not run {args.run_id}: {e}", file=sys.stderr, flush=True)
+        return 3
+    return {"completed": 0, "cancelled": 0, "failed": 1}.get(status, 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""The kdlab look: a plotly template registered as ``"kdlab"`` and one colour per role.
+
+Roles are fixed across every figure of the lab: the teacher is always purple, the student orange and a
+baseline (vanilla training, no distillation) grey; other runs take the qualitative ``SEQUENCE`` in order.
+Importing this module registers the template; it does not change plotly's global default.
+"""
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable
+
+import plotly.graph_objects as go
+import plotly.io as pio
+
+TEMPLATE_NAME = "kdlab"
+
+TEACHER = "#7B3294"
+STUDENT = "#E66101"
+BASELINE = "#7F7F7F"
+GAP = "#C0392B"
+ROLE_COLORS: dict[str, str] = {"teacher": TEACHER, "student": STUDENT, "baseline": BASELINE}
+ROLE_ALIASES: dict[str, str] = {"vanilla": "baseline", "baseline": "baseline", "no-kd": "baseline",
+                                "no_kd": "baseline", "nokd": "baseline", "scratch": "baseline",
+                                "teacher": "teacher", "student": "student"}
+# qualitative colours for many runs; none of them is close to a role colour
+SEQUENCE: tuple[str, ...] = ("#1B9E77", "#377EB8", "#E7298A", "#66A61E", "#E6AB02", "#17BECF", "#A6761D",
+                             "#1F3B73", "#D62728", "#8C564B", "#4DAF4A", "#BCBD22")
+SEQUENTIAL: list[list[float | str]] = [[0.0, "#F7FBFF"], [0.25, "#C6DBEF"], [0.5, "#6BAED6"],
+                                       [0.75, "#2171B5"], [1.0, "#08306B"]]
+DIVERGING: list[list[float | str]] = [[0.0, "#B2182B"], [0.5, "#F7F7F7"], [1.0, "#2166AC"]]
+FONT = "Inter, system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif"
+
+
+def _template() -> go.layout.Template:
+    white = pio.templates["plotly_white"]
+    # plotly_white's layout, and trace defaults only for the trace types the lab draws (a lean template
+    # is copied into every figure: it keeps figures quick to build and reports small)
+    t = go.layout.Template(layout=white.layout)
+    for kind in ("scatter", "bar", "heatmap", "histogram"):
+        t.data[kind] = white.data[kind]
+    t.layout.update(
+        colorway=list(SEQUENCE),
+        font=dict(family=FONT, size=13, color="#222222"),
+        title=dict(x=0.0, xanchor="left", font=dict(size=16)),
+        margin=dict(l=60, r=20, t=70, b=50),
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0.0),
+        hoverlabel=dict(namelength=-1),
+        colorscale=dict(sequential=SEQUENTIAL, diverging=DIVERGING),
+        autotypenumbers="strict",
+    )
+    t.layout.xaxis.update(showline=True, linecolor="#BBBBBB", gridcolor="#ECECEC", zeroline=False)
+    t.layout.yaxis.update(showline=True, linecolor="#BBBBBB", gridcolor="#ECECEC", zeroline=False)
+    t.data.scatter = [go.Scatter(line=dict(width=2), marker=dict(size=6))]
+    t.data.heatmap = [go.Heatmap(colorscale=SEQUENTIAL, colorbar=dict(outlinewidth=0, ticks=""))]
+    return t
+
+
+pio.templates[TEMPLATE_NAME] = _template()
+
+
+def role_of(name: str | None) -> str | None:
+    """The role a run or trace name stands for (``teacher``, ``student``, ``baseline``) or None.
+
+    Exact names and their common spellings count (``vanilla``, ``no-kd``, ``scratch`` are baselines);
+    so does a name that starts with one followed by a separator (``vanilla seed 1``, ``teacher/val``).
+    """
+    if not name:
+        return None
+    low = str(name).strip().lower()
+    for alias, role in ROLE_ALIASES.items():
+        if low == alias or (low.startswith(alias) and len(low) > len(alias) and low[len(alias)] in " _-/(:[,"):
+            return role
+    return None
+
+
+def role_color(role: str) -> str:
+    """The colour of ``role`` (``teacher``, ``student``, ``baseline`` or an alias such as ``vanilla``)."""
+    key = ROLE_ALIASES.get(str(role).lower(), str(role).lower())
+    if key not in ROLE_COLORS:
+        from kdlab.errors import ConfigError
+
+        raise ConfigError(f"role: {role!r} is not one of {sorted(ROLE_ALIASES)}")
+    return ROLE_COLORS[key]
+
+
+def run_colors(names: Iterable[str], roles: dict[str, str] | None = None) -> dict[str, str]:
+    """A colour for each name: its role colour when it has a role (``roles`` first, then ``role_of``),
+    else the next colour of ``SEQUENCE`` (cycled). Same names in the same order give the same colours."""
+    roles = roles or {}
+    out: dict[str, str] = {}
+    i = 0
+    for n in names:
+        if n in out:
+            continue
+        role = roles.get(n) or role_of(n)
+        if role is not None:
+            out[n] = role_color(role)
+        else:
+            out[n] = SEQUENCE[i % len(SEQUENCE)]
+            i += 1
+    return out
+
+
+def sequence(n: int) -> list[str]:
+    """``n`` qualitative colours (cycled)."""
+    return [SEQUENCE[i % len(SEQUENCE)] for i in range(n)]
+
+
+def apply_theme(fig: go.Figure, title: str | None = None, height: int | None = None,
+                **layout: object) -> go.Figure:
+    """Give ``fig`` the kdlab template (and an optional title and height); returns the same figure.
+
+    ``title`` is plotly label markup (``<br>``, ``<b>`` work): pass user strings through ``plotly_text``.
+    """
+    fig.update_layout(template=TEMPLATE_NAME, **layout)
+    if title is not None:
+        fig.update_layout(title=dict(text=str(title)))
+    if height is not None:
+        fig.update_layout(height=int(height))
+    return fig
+
+
+def plotly_text(text: object) -> str:
+    """``text`` for a plotly label (trace name, category, title part) shown literally.
+
+    plotly.js reads labels as a small HTML subset (``<b>``, ``<br>``, ``<a href>``...) and decodes entities,
+    so a run called ``<b>x</b>`` would render bold and ``<script>`` tags would vanish; escaping ``& < >``
+    makes plotly.js show exactly the characters of ``text``.
+    """
+    return html.escape(str(text), quote=False)
+
+
+def with_alpha(color: str, alpha: float) -> str:
+    """``#RRGGBB`` as an ``rgba(...)`` string with ``alpha``."""
+    c = color.lstrip("#")
+    r, g, b = (int(c[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha:g})"
+
+
+__all__ = ["BASELINE", "GAP", "ROLE_COLORS", "SEQUENCE", "STUDENT", "TEACHER", "TEMPLATE_NAME",
+           "apply_theme", "plotly_text", "role_color", "role_of", "run_colors", "sequence", "with_alpha"]

@@ -1,0 +1,1 @@
+"""Tests of the distillation methods and the trainer (a package, so tests share ``helpers``)."""

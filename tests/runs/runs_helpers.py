@@ -1,0 +1,28 @@
+"""Helpers of the run-store tests (imported by name: tests/ has no packages)."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+TEACHER = {"name": "mlp", "params": {"width": 32}, "optim": {"epochs": 1, "batch_size": 64}}
+
+
+def tiny_spec(epochs: int = 2, n_train: int = 300, width: int = 32, seed: int = 0, **extra: Any) -> dict[str, Any]:
+    """A spec that trains in well under a second on one CPU thread (teacher trained once, then cached)."""
+    spec = {"name": "tiny", "seed": seed, "device": "cpu",
+            "data": {"name": "mnist5k", "params": {"n_train": n_train}},
+            "teacher": TEACHER, "student": {"name": "mlp", "params": {"width": width}},
+            "method": {"name": "kd"}, "optim": {"epochs": epochs, "batch_size": 64}}
+    spec.update(extra)
+    return spec
+
+
+def wait_for(pred, timeout: float = 30.0, poll: float = 0.02, what: str = "condition"):
+    """Poll ``pred`` until it returns something truthy (returned) or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = pred()
+        if out:
+            return out
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
