@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,7 @@ from typing import Any
 import numpy as np
 
 from kdlab.errors import ConfigError
-
-RESULTS_FILE = "results.json"
-PREDICTIONS_FILE = "predictions.npz"
+from kdlab.runs.artifacts import PREDICTIONS_FILE, RESULTS_FILE, as_array, save_predictions  # noqa: F401
 
 
 @dataclass
@@ -48,16 +46,10 @@ class Predictions:
         names = d.get("class_names")
         teacher = d.get("teacher")
         split = d.get("split", "test")
-        return cls(labels=_array(d["labels"]), student=_array(d["student"]),
-                   teacher=None if teacher is None or np.size(teacher) == 0 else _array(teacher),
+        return cls(labels=as_array(d["labels"]), student=as_array(d["student"]),
+                   teacher=None if teacher is None or np.size(teacher) == 0 else as_array(teacher),
                    class_names=None if names is None or np.size(names) == 0 else [str(c) for c in np.ravel(names)],
                    split=str(np.asarray(split).item()) if np.ndim(split) == 0 else str(split))
-
-
-def _array(x: Any) -> np.ndarray:
-    if hasattr(x, "detach") and hasattr(x, "cpu"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
 
 
 @dataclass
@@ -90,7 +82,7 @@ class RunData:
 
     def teacher_val_acc(self) -> float | None:
         """The teacher's validation accuracy (the reference line of the accuracy curves)."""
-        for k in ("val/acc", "val/val_acc", "val_acc"):
+        for k in ("val/acc", "val_acc"):
             v = self.teacher.get(k)
             if isinstance(v, (int, float)):
                 return float(v)
@@ -125,29 +117,6 @@ def load_predictions(path: str | os.PathLike[str]) -> Predictions:
             return Predictions.from_mapping({k: z[k] for k in z.files})
     except (OSError, ValueError) as e:
         raise ConfigError(f"{path}: not a readable predictions file ({e})") from e
-
-
-def save_predictions(folder: str | os.PathLike[str], labels: Any, student: Any, teacher: Any = None,
-                     class_names: Sequence[str] | None = None, split: str = "test") -> Path:
-    """Write ``folder/predictions.npz`` (labels, student and optional teacher logits, class names) in the
-    format ``load_run`` picks up. Logits are stored as float32."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, np.ndarray] = {"labels": _array(labels).astype(np.int64),
-                                     "student": _logits32(_array(student)), "split": np.asarray(split)}
-    if teacher is not None:
-        arrays["teacher"] = _logits32(_array(teacher))
-    if class_names is not None:
-        arrays["class_names"] = np.asarray([str(c) for c in class_names], dtype=str)
-    path = folder / PREDICTIONS_FILE
-    tmp = folder / (PREDICTIONS_FILE + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
-    return path
-
-
-def _logits32(a: np.ndarray) -> np.ndarray:
-    return a.astype(np.float32) if a.ndim == 2 else a.astype(np.int64)
 
 
 def load_run(source: Any, name: str | None = None) -> RunData:

@@ -24,6 +24,7 @@ from kdlab.distill.trainer import Callback, TrainConfig, Trainer, load_state, pi
 from kdlab.errors import CheckpointError
 from kdlab.models import create
 from kdlab.paths import cache_dir
+from kdlab.runs.artifacts import RESULTS_FILE, save_predictions
 from kdlab.runs.spec import ExperimentSpec, ModelSpec, OptimSpec, TeacherSpec, load_spec
 
 
@@ -183,9 +184,12 @@ def run_experiment(source: Any, run_dir: str | Path | None = None, callbacks: Se
     t_test = predict(teacher, splits.test, device=dev) if teacher is not None else None
     if teacher is not None:
         tev = evaluate(teacher, test_loader, dev)
-        result.teacher = {**teacher_meta, **{f"val/{k.removeprefix('val_')}": v for k, v in (fit.teacher or {}).items()},
-                          "test/acc": tev.acc, "test/loss": tev.loss}
+        val = {f"val/{k.removeprefix('val_')}": v for k, v in (fit.teacher or {}).items()}
+        result.teacher = {**teacher_meta, **val, "test/acc": tev.acc, "test/loss": tev.loss}
     last = evaluate(distiller, test_loader, dev, t_test)
+    if run_dir is not None and trainer.is_main:  # the deployed model's test outputs, for the figures
+        save_predictions(run_dir, splits.test.y, predict(distiller, splits.test, device=dev), t_test,
+                         splits.test.classes, "test")
     student_metrics = {"test/acc": last.acc, "test/loss": last.loss, "train_time_s": train_time,
                        "last": fit.last, "best": fit.best}
     if t_test is not None:
@@ -197,7 +201,7 @@ def run_experiment(source: Any, run_dir: str | Path | None = None, callbacks: Se
     result.student = student_metrics
     if run_dir is not None and trainer.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = run_dir / "results.json.tmp"
+        tmp = run_dir / f"{RESULTS_FILE}.tmp"
         tmp.write_text(json.dumps(result.to_dict(), indent=2))
-        os.replace(tmp, run_dir / "results.json")
+        os.replace(tmp, run_dir / RESULTS_FILE)
     return result

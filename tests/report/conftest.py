@@ -19,8 +19,8 @@ TINY_SPEC = {
 
 
 @pytest.fixture(scope="session")
-def tiny_run_dir(tmp_path_factory) -> Path:
-    """A run folder written by ``run_experiment`` (results.json, checkpoints) without predictions."""
+def experiment_dir(tmp_path_factory) -> Path:
+    """A run folder exactly as ``run_experiment`` writes it (results.json, predictions.npz, checkpoints)."""
     from kdlab.runs.experiment import run_experiment
 
     folder = tmp_path_factory.mktemp("report-runs") / "tiny"
@@ -29,8 +29,19 @@ def tiny_run_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_run_dir(experiment_dir, tmp_path_factory) -> Path:
+    """A copy of the run folder without predictions (as an older run, or one copied without them)."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("report-runs-nopred") / "tiny"
+    shutil.copytree(experiment_dir, folder)
+    (folder / "predictions.npz").unlink()
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_run_with_predictions(tiny_run_dir, tmp_path_factory) -> Path:
-    """A copy of the tiny run folder plus the predictions.npz that ``compute_predictions`` writes."""
+    """A copy of the prediction-less folder plus the predictions.npz that ``compute_predictions`` writes."""
     import shutil
 
     from kdlab.report import compute_predictions

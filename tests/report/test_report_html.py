@@ -133,6 +133,15 @@ def test_predictions_reproduce_the_recorded_test_accuracies(tiny_run_with_predic
     assert (p.teacher.argmax(1) == p.labels).mean() == pytest.approx(results["teacher"]["test/acc"], abs=1e-12)
 
 
+def test_run_experiment_writes_the_predictions_the_report_would_compute(experiment_dir, tiny_run_with_predictions):
+    written = load_run(experiment_dir).predictions
+    computed = load_run(tiny_run_with_predictions).predictions
+    assert written is not None and written.class_names == computed.class_names
+    assert (written.labels == computed.labels).all()
+    assert written.student == pytest.approx(computed.student, abs=1e-5)
+    assert written.teacher == pytest.approx(computed.teacher, abs=1e-5)
+
+
 def test_build_writes_the_file(tmp_path, tiny_run_dir):
     out = tmp_path / "sub" / "r.html"
     html = build(tiny_run_dir, out)
