@@ -34,6 +34,14 @@ def spec(method: str, student: str, seed: int, epochs: int) -> dict:
             "optim": {"name": "sgd", "lr": 0.05, "epochs": epochs, "batch_size": 128, "grad_clip": GRAD_CLIP}}
 
 
+def _read_raw() -> dict:
+    """Every raw result written so far, by any part (runs are deterministic: duplicates agree)."""
+    raw: dict = {}
+    for path in sorted(OUT.glob("methods_raw*.json")):
+        raw.update(json.loads(path.read_text()))
+    return raw
+
+
 def fmt(values: list[float]) -> str:
     m = 100 * statistics.mean(values)
     sd = 100 * statistics.stdev(values) if len(values) > 1 else 0.0
@@ -46,13 +54,16 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--methods", nargs="*", default=None)
     p.add_argument("--students", nargs="*", default=list(STUDENTS))
+    p.add_argument("--no-table", action="store_true", help="only run (resumable), do not write the table")
+    p.add_argument("--part", default="", help="suffix of this process's raw file (to split the work)")
     args = p.parse_args()
     methods = args.methods or METHODS.names()
     OUT.mkdir(exist_ok=True)
-    raw_path = OUT / "methods_raw.json"
-    raw = json.loads(raw_path.read_text()) if raw_path.exists() else {}
+    raw: dict = {}
     teacher_acc = None
-    for student in args.students:
+    for student in args.students:  # one raw file per student: the two halves can run in parallel
+        raw_path = OUT / f"methods_raw_{student}{args.part}.json"
+        raw.update(_read_raw())
         for method in methods:
             for seed in args.seeds:
                 key = f"{method}/{student}/{seed}/{args.epochs}"
@@ -72,8 +83,11 @@ def main() -> None:
                             "teacher_test": r.teacher.get("test/acc"), "time_s": time.perf_counter() - t0}
                 if method == "kd":
                     teacher_acc = r.teacher["test/acc"]
-                raw_path.write_text(json.dumps(raw, indent=1))
+                raw_path.write_text(json.dumps({k: v for k, v in raw.items() if f"/{student}/" in k}, indent=1))
                 print(key, {k: round(v, 4) if isinstance(v, float) else v for k, v in raw[key].items()}, flush=True)
+    if args.no_table:
+        return
+    raw.update(_read_raw())
     rows = []
     for method in methods:
         row = {"method": method}
@@ -96,7 +110,8 @@ def main() -> None:
             f"(target >= 97.5)\n\nKD MLP {fmt(kd)} vs vanilla MLP {fmt(van)}: gain **{gain:+.2f} points** "
             f"(mean over seeds {args.seeds}; target >= +1)\n\n")
     text = (head + f"Every method, mnist5k (3,500 train / 500 val / 1,000 test), {args.epochs} student epochs, "
-            f"SGD lr 0.05 cosine, batch 128, grad-norm clip {GRAD_CLIP}, default method parameters, seeds {args.seeds}; test accuracy in %, "
+            f"SGD lr 0.05 cosine, batch 128, grad-norm clip {GRAD_CLIP}, default method parameters, "
+            f"seeds {args.seeds}; test accuracy in %, "
             f"mean ± std.\n\n" + markdown(rows, "{:.1f}"))
     save("methods", text, {"rows": rows, "teacher_test": teacher_acc, "kd_gain_points": gain})
 

@@ -14,7 +14,7 @@ import torch
 from bench.common import markdown, save
 from kdlab.data import load
 from kdlab.distill import create_distiller
-from kdlab.distill.trainer import Trainer, TrainConfig
+from kdlab.distill.trainer import TrainConfig, Trainer
 from kdlab.models import create
 
 STUDENTS = {"mlp": {"width": 256}, "convnet": {"width": 16, "depth": 2, "norm": "batchnorm"}}
@@ -56,7 +56,8 @@ def main() -> None:
                          "ratio to student-only": statistics.median(times[name]) / b})
         data[student] = {**times, "cache_build_and_eval_s": build}
     text = (f"Teacher cache, mnist5k train (3,500 images), batch 128, ConvNet-64 teacher, median of "
-            f"{2 * args.repeats} epochs each (settings interleaved)\n\n{markdown(rows)}\n\nTarget: KD cached / student-only <= 1.3. "
+            f"{2 * args.repeats} epochs each (settings interleaved)\n\n{markdown(rows)}\n\n"
+            "Target: KD cached / student-only <= 1.3. "
             "The cache is built once before the first epoch (one teacher pass over the training set).")
     save("teacher_cache", text, data)
 

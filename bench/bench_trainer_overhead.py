@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from bench.common import markdown, save
 from kdlab.data import load
 from kdlab.distill import create_distiller
-from kdlab.distill.trainer import Callback, Trainer, TrainConfig
+from kdlab.distill.trainer import Callback, TrainConfig, Trainer
 from kdlab.models import create
 
 BATCH = 128

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import sys
 import time
@@ -43,6 +44,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     from kdlab.runs.spec import load_spec
 
     spec = load_spec(args.spec)
+    if os.environ.get("RANK", "0") != "0":  # other ranks of `accelerate launch` / torchrun: rank 0 writes
+        run_experiment(spec, run_dir=args.run_dir, resume=args.resume)
+        return
     out = Path(args.run_dir) if args.run_dir else new_run_dir(spec.name)
     print(f"training {spec.name!r}: {spec.method.name} {spec.teacher.name if spec.teacher else '-'} -> "
           f"{spec.student.name} on {spec.data.name} (run folder {out})", flush=True)

@@ -116,9 +116,13 @@ class Trainer:
         return self.accelerator.is_main_process
 
     def _loader(self, data: ArrayDataset, shuffle: bool) -> BatchLoader:
+        """Training batches keep the global batch at ``config.batch_size``: with N processes each takes
+        ``batch_size // N`` (so N ranks step through exactly the samples one process would, in the same
+        order, and the learning rate and the number of steps per epoch stay those of the spec)."""
         acc = self.accelerator
-        return BatchLoader(data, self.config.batch_size if shuffle else 512, shuffle=shuffle,
-                           seed=self.config.seed, shard=(acc.process_index, acc.num_processes))
+        size = max(1, self.config.batch_size // acc.num_processes) if shuffle else 512
+        return BatchLoader(data, size, shuffle=shuffle, seed=self.config.seed,
+                           shard=(acc.process_index, acc.num_processes))
 
     def _teacher_cache(self, train: ArrayDataset) -> TeacherCache | None:
         d, cfg = self.distiller, self.config
@@ -253,9 +257,19 @@ class Trainer:
                                            "train/loss": float(loss.detach())})
         steps = max(1, len(loader))
         elapsed = time.perf_counter() - t0
+        world = acc.num_processes
+        if world > 1:  # every rank's terms, accuracy and sample count (one all-reduce per epoch)
+            keys = sorted(sums)
+            t = torch.stack([sums[k].float() for k in keys] + [correct.float(),
+                            torch.tensor(float(seen), device=self.device)]).to(torch.float64)
+            t = acc.reduce(t, reduction="sum")
+            sums = {k: t[i] / world for i, k in enumerate(keys)}
+            correct, seen_all = t[-2], float(t[-1])
+        else:
+            seen_all = float(seen)
         out = {f"train/{k}": float(v) / steps for k, v in sums.items()}
-        out["train/acc"] = float(correct) / max(seen, 1)
-        out["throughput"] = seen * acc.num_processes / max(elapsed, 1e-9)
+        out["train/acc"] = float(correct) / max(seen_all, 1.0)
+        out["throughput"] = seen_all / max(elapsed, 1e-9)  # samples per second over all processes
         out["epoch_time"] = elapsed
         return out
 

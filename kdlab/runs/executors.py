@@ -7,7 +7,11 @@ died without writing; ``cancel`` calls ``stop``. Whatever runs the work executes
 everything else (status, metrics, logs, result) to the store.
 
 - ``local``: a detached ``python -m kdlab.runs.worker`` process per run (own session and process group,
-  output in ``<run folder>/worker.log``), at most ``store.max_concurrent`` at once.
+  output in ``<run folder>/worker.log``), at most ``store.max_concurrent`` at once. With
+  ``resources.processes = N > 1`` the worker runs as N DDP ranks under ``python -m kdlab.runs.ddp``
+  (gloo on the CPU, one GPU per rank otherwise; all ranks in the run's process group, so cancel/kill
+  reach every one of them). A multi-process run takes one slot of ``max_concurrent``.
+- ``ray`` (``pip install kdlab[ray]``, ``kdlab.runs.ray_executor``): the worker body as a Ray task.
 - Other executors (Ray, multi-process DDP launchers) subclass ``Executor``: ``check`` rejects specs they cannot
   run, ``max_concurrent`` says how many of their runs may run at once (None: they queue themselves),
   ``start`` submits, ``alive`` reports liveness (the default reads the worker's heartbeat), ``stop`` cancels
@@ -52,10 +56,17 @@ def register_executor(name: str) -> Callable[[type[Executor]], type[Executor]]:
 _instances: dict[str, Executor] = {}
 
 
+_LAZY = {"ray": "kdlab.runs.ray_executor"}  # registered on first use (their imports are heavy or optional)
+
+
 def get_executor(name: str) -> Executor:
     """The executor registered as ``name``; unknown names list the known ones."""
+    if name not in EXECUTORS and name in _LAZY:
+        import importlib
+
+        importlib.import_module(_LAZY[name])
     if name not in EXECUTORS:
-        raise unknown("executor", name, EXECUTORS, where="executor")
+        raise unknown("executor", name, {**EXECUTORS, **_LAZY}, where="executor")
     if name not in _instances:
         _instances[name] = EXECUTORS[name]()
     return _instances[name]
@@ -117,13 +128,22 @@ class LocalExecutor(Executor):
     """Each run in a detached ``python -m kdlab.runs.worker`` process on this machine."""
 
     def check(self, spec: ExperimentSpec) -> None:
-        if spec.resources.processes > 1:
-            raise ConfigError(f"resources.processes: {spec.resources.processes} processes per run are not "
-                              "supported by the 'local' executor yet; use 1")
+        n = spec.resources.processes
+        if n > 1 and spec.device != "cpu":
+            import torch
+
+            gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if spec.device.startswith("cuda") and gpus == 0:
+                raise ConfigError("device: 'cuda' was asked for but no GPU is visible; use 'auto' or 'cpu'")
+            if gpus and n > gpus:
+                raise ConfigError(f"resources.processes: {n} processes need {n} GPUs (one per rank) but "
+                                  f"{gpus} are visible; use at most {gpus}, or device: cpu")
 
     def command(self, store: Store, run: RunRecord) -> list[str]:
-        """The worker's command line (multi-process executors wrap it in their launcher)."""
-        return [sys.executable, "-m", "kdlab.runs.worker", run.id, "--store", str(store.root)]
+        """The worker's command line; N > 1 processes: N ranks under ``python -m kdlab.runs.ddp``."""
+        worker = [sys.executable, "-m", "kdlab.runs.worker", run.id, "--store", str(store.root)]
+        n = int(run.spec.get("resources", {}).get("processes", 1))
+        return [sys.executable, "-m", "kdlab.runs.ddp", str(n), "--", *worker] if n > 1 else worker
 
     def environment(self, run: RunRecord) -> dict[str, str]:
         env = {**os.environ, **{str(k): str(v) for k, v in run.options.get("env", {}).items()},

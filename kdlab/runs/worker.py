@@ -11,6 +11,7 @@ no duplicates.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -41,12 +42,30 @@ def _quiet(signum: int, _frame: Any) -> None:  # while recording the end: a seco
 
 
 class Heartbeat(threading.Thread):
-    """Stamps the run's heartbeat every ``interval`` s and turns a cancel request into SIGTERM."""
+    """Stamps the run's heartbeat every ``interval`` s and turns a cancel request into SIGTERM (to the whole
+    process group for a multi-process run started by ``kdlab.runs.ddp``) or, for a run executed inside
+    another program (a Ray task), into ``Cancelled`` raised in the thread that runs it (``target``)."""
 
-    def __init__(self, store: Store, run_id: str, interval: float):
+    def __init__(self, store: Store, run_id: str, interval: float, target: int | None = None):
         super().__init__(daemon=True, name=f"kdlab-heartbeat-{run_id}")
         self.store, self.run_id, self.interval = store, run_id, interval
         self.halt = threading.Event()
+        self.target = target  # thread ident to interrupt (when not signalling)
+        self.lock = threading.Lock()
+        self.armed = target is not None
+
+    def disarm(self) -> None:
+        """No more interruptions (the run is recording its end)."""
+        with self.lock:
+            self.armed = False
+
+    def _interrupt(self) -> None:
+        import ctypes
+
+        with self.lock:
+            if self.armed and self.target is not None:
+                self.armed = False
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.target), ctypes.py_object(Cancelled))
 
     def run(self) -> None:
         signalled = False
@@ -58,7 +77,13 @@ class Heartbeat(threading.Thread):
                 continue
             if cancel and not signalled and _state["signals"]:
                 signalled = True
-                os.kill(os.getpid(), signal.SIGTERM)
+                if os.environ.get("KDLAB_DDP_LAUNCHER") == "1":
+                    os.killpg(os.getpgrp(), signal.SIGTERM)  # the launcher and every rank
+                else:
+                    os.kill(os.getpid(), signal.SIGTERM)
+            elif cancel and not signalled and self.target is not None:
+                signalled = True
+                self._interrupt()
         self.store.close()
 
     def stop(self) -> None:
@@ -112,14 +137,21 @@ def _summary(result: Any) -> dict[str, Any]:
     return out
 
 
-def execute(run_id: str, store_root: str | os.PathLike[str] | None = None, own_process: bool = True) -> str:
+def execute(run_id: str, store_root: str | os.PathLike[str] | None = None, own_process: bool = True,
+            store: Any = None, run_dir: Path | None = None, interruptible: bool = False) -> str:
     """Run the stored run ``run_id`` to its end in this process and record the outcome; returns its status.
 
     ``own_process``: this process exists for this run, so SIGTERM cancels it and torch uses
     ``resources.cpus`` threads (pass False to run it inside another program, e.g. a test).
+    ``store``: an object with the ``Store`` methods the worker uses (the Ray executor passes a proxy that
+    forwards them to an actor next to the real store) instead of opening ``store_root``; ``run_dir``: where
+    checkpoints and results go (default: the store's run folder). ``interruptible`` (with
+    ``own_process=False``): a cancel request raises ``Cancelled`` in the calling thread.
 
     Executors call this (the local one through ``python -m kdlab.runs.worker``). Only rank 0 of a
-    multi-process launch (``RANK`` unset or 0) writes to the store.
+    multi-process launch (``RANK`` unset or 0) writes progress to the store; another rank that fails
+    records ``failed`` with its traceback, and rank 0 stopped by the launcher because another rank ended
+    records ``failed`` (not ``cancelled``) unless a cancel was asked for.
     """
     if own_process:
         signal.signal(signal.SIGTERM, _on_sigterm)
@@ -128,16 +160,19 @@ def execute(run_id: str, store_root: str | os.PathLike[str] | None = None, own_p
     from kdlab.runs.executors import HEARTBEAT_S
     from kdlab.runs.store import open_store
 
-    store = open_store(store_root)
+    store = store if store is not None else open_store(store_root)
     run = store.get_run(run_id, refresh=False)
-    is_main = os.environ.get("RANK", "0") == "0"
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    is_main = rank == 0
     if run.status != "running":
         print(f"kdlab worker: run {run_id} is {run.status}, not running; nothing to do", flush=True)
         return run.status
     beat: Heartbeat | None = None
     callback: StoreCallback | None = None
-    run_dir = store.run_dir(run_id)
+    run_dir = Path(run_dir) if run_dir is not None else store.run_dir(run_id)
     status = "failed"
+    # ray.cancel raises KeyboardInterrupt in a task: a cancel too when the run is interruptible
+    stoppers: tuple[type[BaseException], ...] = (Cancelled, KeyboardInterrupt) if interruptible else (Cancelled,)
     try:
         from kdlab.distill.trainer import pick_device
         from kdlab.runs.experiment import run_experiment
@@ -156,9 +191,10 @@ def execute(run_id: str, store_root: str | os.PathLike[str] | None = None, own_p
             store.update_run(run_id, **fields)
             store.log(run_id, f"worker pid {run.pid or os.getpid()} on {hostname()} ({fields['device']}), "
                               f"attempt {run.attempt}")
-            beat = Heartbeat(store, run_id, HEARTBEAT_S)
+            target = threading.get_ident() if (interruptible and not own_process) else None
+            beat = Heartbeat(store, run_id, HEARTBEAT_S, target)
             beat.start()
-            if store.heartbeat(run_id) and own_process:  # cancelled before we got here
+            if store.heartbeat(run_id) and (own_process or interruptible):  # cancelled before we got here
                 raise Cancelled("cancelled before the worker started training")
         resume = _prepare_resume(store, run_id, run_dir) if (run.resume and is_main) else (
             run.resume and (run_dir / "checkpoints" / "last.pt").is_file())
@@ -168,23 +204,39 @@ def execute(run_id: str, store_root: str | os.PathLike[str] | None = None, own_p
                                 log_every=int(run.options.get("log_every", 10)))
         if own_process:
             signal.signal(signal.SIGTERM, _quiet)
+        if beat is not None:
+            beat.disarm()
         summary = _summary(result)
         status = "completed"
         if is_main:
             store.set_status(run_id, "completed", expect=("running", "interrupted"), summary=summary,
                              message="completed: " + ", ".join(f"{k}={v:.4g}" for k, v in summary.items()
                                                                if k.startswith(("test/", "teacher/"))))
-    except Cancelled as e:
+    except stoppers as e:
         if own_process:
             signal.signal(signal.SIGTERM, _quiet)
+        if beat is not None:
+            beat.disarm()
         status = "cancelled"
+        e = e if str(e) else Cancelled("cancelled (the heartbeat saw the cancel request)")
         _flush(callback)
         for tmp in (run_dir / "checkpoints").glob("*.tmp"):
             tmp.unlink(missing_ok=True)  # a checkpoint cut mid-write; the renamed ones are intact
-        if is_main:
+        if is_main and world > 1 and not _cancel_asked(store, run_id):
+            status = "failed"  # the launcher stopped this rank because another one ended
+            from kdlab.runs.executors import checkpoint_note, log_tail
+
+            rec = dataclasses.replace(store.get_run(run_id, False), run_dir=run_dir)
+            tail = log_tail(rec, 60)
+            store.set_status(run_id, "failed", expect=("running", "interrupted"),
+                             error=f"another rank of this {world}-process run ended, so rank 0 was stopped "
+                                   f"({e}); {checkpoint_note(rec)}",
+                             traceback=f"last lines of {run_dir}/worker.log:\n{tail}" if tail else None)
+        elif is_main:
             from kdlab.runs.executors import checkpoint_note
 
-            store.set_status(run_id, "cancelled", error=f"{e}; {checkpoint_note(store.get_run(run_id, False))}",
+            rec = dataclasses.replace(store.get_run(run_id, False), run_dir=run_dir)  # where this worker writes
+            store.set_status(run_id, "cancelled", error=f"{e}; {checkpoint_note(rec)}",
                              expect=("running", "interrupted"))
         print(f"kdlab worker: {e}", flush=True)
     except BaseException as e:
@@ -194,18 +246,26 @@ def execute(run_id: str, store_root: str | os.PathLike[str] | None = None, own_p
         tb = traceback.format_exc()
         print(tb, file=sys.stderr, flush=True)
         _flush(callback)
-        if is_main:
-            store.set_status(run_id, "failed", error=f"{type(e).__name__}: {e}", traceback=tb,
+        if is_main or world > 1:  # any rank's failure ends the run (the first one recorded wins)
+            where = f" (rank {rank} of {world})" if world > 1 else ""
+            store.set_status(run_id, "failed", error=f"{type(e).__name__}{where}: {e}", traceback=tb,
                              expect=("running", "interrupted"))
     finally:
         if beat is not None:
             beat.stop()
-    if is_main:
+    if is_main and isinstance(store, Store):
         try:
             start_queued(store)  # hand the freed slot to the next queued run
         except Exception as e:
             print(f"kdlab worker: could not start queued runs: {e}", file=sys.stderr, flush=True)
     return status
+
+
+def _cancel_asked(store: Any, run_id: str) -> bool:
+    try:
+        return bool(store.get_run(run_id, False).cancel_requested)
+    except Exception:
+        return False
 
 
 def _flush(callback: StoreCallback | None) -> None:

@@ -324,8 +324,9 @@ def test_max_concurrent_env(store, monkeypatch):
 def test_launch_rejects_before_queueing(store):
     with pytest.raises(ConfigError, match="optim.lr"):
         launch(tiny_spec(optim={"lr": -1}), store=store)
-    with pytest.raises(ConfigError, match="resources.processes"):
-        launch(tiny_spec(resources={"processes": 2}), store=store)
+    # 64 DDP ranks on GPUs: more than the visible GPUs (or no GPU at all) is refused by the local executor
+    with pytest.raises(ConfigError, match="resources.processes|device: 'cuda'"):
+        launch(tiny_spec(device="cuda", resources={"processes": 64}), store=store)
     assert store.list_runs(refresh=False).empty
 
 
