@@ -45,6 +45,15 @@ def predict(model: nn.Module, data: ArrayDataset | BatchLoader, batch_size: int 
     return torch.cat(out) if out else torch.empty(0)
 
 
+def score(logits: torch.Tensor, labels: torch.Tensor, reference: torch.Tensor | None = None) -> Evaluation:
+    """Accuracy, CE and agreement with ``reference`` logits from logits already computed (no forward)."""
+    logits, labels = logits.float().cpu(), labels.cpu()
+    pred = logits.argmax(1)
+    agree = float((pred == reference.cpu().argmax(1)).sum()) if reference is not None else 0.0
+    return Evaluation(float((pred == labels).sum()), float(F.cross_entropy(logits, labels, reduction="sum")),
+                      agree, float(len(labels)))
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: BatchLoader, device: torch.device | str,
              reference: torch.Tensor | None = None) -> Evaluation:

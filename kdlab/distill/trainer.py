@@ -14,7 +14,7 @@ import torch
 
 from kdlab.data.base import ArrayDataset, BatchLoader
 from kdlab.distill.base import Distiller, TeacherOutput
-from kdlab.distill.evaluate import Evaluation, evaluate, predict
+from kdlab.distill.evaluate import Evaluation, evaluate, predict, score
 from kdlab.distill.optim import build_optimizer, build_schedule
 from kdlab.distill.teacher_cache import TeacherCache, cache_bytes
 from kdlab.errors import CheckpointError, ConfigError, NonFiniteLossError
@@ -194,7 +194,7 @@ class Trainer:
         val_loader = self._loader(val, shuffle=False)
         teacher_val = predict(d.teacher, val, device=self.device) if d.teacher is not None else None
         if teacher_val is not None:
-            tev = self._reduce(evaluate(d.teacher, val_loader, self.device))
+            tev = score(teacher_val, val.y)  # the whole val set on every rank: no reduce
             self.result.teacher = {"val_acc": tev.acc, "val_loss": tev.loss}
         loader = self._loader(train, shuffle=True)
         total_steps = max(1, cfg.epochs * len(loader))

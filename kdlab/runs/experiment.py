@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdlab.data import ArrayDataset, BatchLoader, load, shifted
+from kdlab.data import ArrayDataset, load, shifted
 from kdlab.distill import create_distiller
-from kdlab.distill.evaluate import evaluate, predict
+from kdlab.distill.evaluate import predict, score
 from kdlab.distill.trainer import Callback, TrainConfig, Trainer, load_state, pick_device
 from kdlab.errors import CheckpointError
 from kdlab.models import create
@@ -179,24 +179,23 @@ def run_experiment(source: Any, run_dir: str | Path | None = None, callbacks: Se
     train_time = time.perf_counter() - t0
     result = ExperimentResult(spec.to_dict(), history=fit.history, notes=fit.notes,
                               environment=environment(str(trainer.device)))
-    test_loader = BatchLoader(splits.test, 512)
     dev = trainer.device
     t_test = predict(teacher, splits.test, device=dev) if teacher is not None else None
     if teacher is not None:
-        tev = evaluate(teacher, test_loader, dev)
+        tev = score(t_test, splits.test.y)
         val = {f"val/{k.removeprefix('val_')}": v for k, v in (fit.teacher or {}).items()}
         result.teacher = {**teacher_meta, **val, "test/acc": tev.acc, "test/loss": tev.loss}
-    last = evaluate(distiller, test_loader, dev, t_test)
-    if run_dir is not None and trainer.is_main:  # the deployed model's test outputs, for the figures
-        save_predictions(run_dir, splits.test.y, predict(distiller, splits.test, device=dev), t_test,
-                         splits.test.classes, "test")
+    s_test = predict(distiller, splits.test, device=dev)  # the deployed model's outputs
+    last = score(s_test, splits.test.y, t_test)
+    if run_dir is not None and trainer.is_main:  # kept for the per-class, confusion, calibration figures
+        save_predictions(run_dir, splits.test.y, s_test, t_test, splits.test.classes, "test")
     student_metrics = {"test/acc": last.acc, "test/loss": last.loss, "train_time_s": train_time,
                        "last": fit.last, "best": fit.best}
     if t_test is not None:
         student_metrics["test/agreement"] = last.agreement
     if fit.best_checkpoint and fit.best.get("epoch") != fit.last.get("epoch"):
         distiller.load_state_dict(load_state(fit.best_checkpoint)["model"])
-        best = evaluate(distiller, test_loader, dev, t_test)
+        best = score(predict(distiller, splits.test, device=dev), splits.test.y, t_test)
         student_metrics["best_weights"] = {"test/acc": best.acc, "test/agreement": best.agreement}
     result.student = student_metrics
     if run_dir is not None and trainer.is_main:
