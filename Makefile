@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # build. Override for your machine, e.g. `make test TORCH_SPEC=torch` (kdlab itself needs torch>=2.2).
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test lint clean venv
+.PHONY: demo test lint clean venv serve lab
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,16 @@ test: venv
 
 lint: venv
 	$(BIN)/ruff check kdlab tests dashboards bench
+
+# The Panel dashboard on http://127.0.0.1:$(PORT)/ (localhost only; `panel serve dashboards/app.py` also works).
+PORT ?= 5006
+serve: venv
+	$(BIN)/kdlab serve --port $(PORT)
+
+# JupyterLab on notebooks/ (installs the `lab` extra when missing).
+lab: venv
+	$(BIN)/python -c "import jupyterlab" 2>/dev/null || $(BIN)/python -m pip install -q -e ".[lab]"
+	$(BIN)/jupyter lab notebooks/
 
 clean:
 	rm -rf $(VENV) build *.egg-info

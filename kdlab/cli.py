@@ -29,14 +29,14 @@ def _print_frame(df) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from kdlab.runs.demo import run_demo
+    from kdlab.runs.demo import REPORT, run_demo
 
     out = new_run_dir("demo")
     print(f"kdlab demo: ConvNet teacher -> MLP student on mnist5k (results in {out})", flush=True)
     table = run_demo(out, seed=args.seed, epochs=args.epochs, teacher_epochs=args.teacher_epochs)
     print()
     print(table.to_string(float_format=lambda v: f"{v:.4f}"))
-    print(f"\nresults: {out / 'demo.json'}")
+    print(f"\nresults: {out / 'demo.json'}\nreport:  {out / REPORT} (one self-contained file)")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -75,6 +75,12 @@ def cmd_methods(_args: argparse.Namespace) -> None:
     _print_frame(list_methods().set_index("name"))
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from kdlab.ui.dashboard import serve
+
+    serve(port=args.port, address=args.address, show=args.show, store=args.store)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kdlab", description="Knowledge-distillation lab for PyTorch.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -91,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list the model zoo").set_defaults(fn=cmd_models)
     sub.add_parser("datasets", help="list the datasets").set_defaults(fn=cmd_datasets)
     sub.add_parser("methods", help="list the distillation methods").set_defaults(fn=cmd_methods)
+    sv = sub.add_parser("serve", help="serve the Panel dashboard (localhost by default)")
+    sv.add_argument("--port", type=int, default=5006)
+    sv.add_argument("--address", default="127.0.0.1", help="interface to bind (default: localhost only)")
+    sv.add_argument("--store", help="run store folder (default: KDLAB_HOME)")
+    sv.add_argument("--show", action="store_true", help="open a browser")
+    sv.set_defaults(fn=cmd_serve)
     from kdlab.runs.commands import add_run_commands
 
     add_run_commands(sub)  # launch, runs, status, cancel, resume, logs

@@ -4,7 +4,16 @@ Runs come from run folders, result dicts or the run store (``run_from_store``); 
 """
 from __future__ import annotations
 
-from kdlab.report.html import PLOTLY_CONFIG, ReportFigure, ReportFigures, build, report_figures, summary_table
+from kdlab.report.html import (
+    PLOTLY_CONFIG,
+    REPORT_SECTIONS,
+    ReportFigure,
+    ReportFigures,
+    build,
+    register_report_section,
+    report_figures,
+    summary_table,
+)
 from kdlab.report.predictions import compute_predictions
 from kdlab.report.runs import (
     PREDICTIONS_FILE,
@@ -18,7 +27,7 @@ from kdlab.report.runs import (
 )
 
 __all__ = [
-    "PLOTLY_CONFIG", "PREDICTIONS_FILE", "Predictions", "ReportFigure", "ReportFigures", "RunData", "build",
-    "compute_predictions", "load_predictions", "load_run", "load_runs", "report_figures", "run_from_store",
-    "save_predictions", "summary_table",
+    "PLOTLY_CONFIG", "PREDICTIONS_FILE", "REPORT_SECTIONS", "Predictions", "ReportFigure", "ReportFigures",
+    "RunData", "build", "compute_predictions", "load_predictions", "load_run", "load_runs",
+    "register_report_section", "report_figures", "run_from_store", "save_predictions", "summary_table",
 ]

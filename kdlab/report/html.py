@@ -8,9 +8,10 @@ exactly those, in that order.
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,24 @@ def _history_has_data(run: RunData) -> bool:
     return bool(h)
 
 
+# Analysis sections (CKA, frequency, distilled images, ...) plug their figures into every run's part of the
+# report here; a section reads the run's artifacts (``run.folder``) and returns [] when it has none.
+ReportSection = Callable[[RunData], "list[tuple[str, str, go.Figure]]"]
+REPORT_SECTIONS: dict[str, ReportSection] = {}
+# Modules whose import registers a section (an analysis issue adds its module here, one line).
+SECTION_MODULES: list[str] = []
+
+
+def register_report_section(name: str, section: ReportSection | None = None) -> Any:
+    """Add ``section(run) -> [(kind, title, figure), ...]`` to every run's figures (usable as a decorator)."""
+
+    def wrap(fn: ReportSection) -> ReportSection:
+        REPORT_SECTIONS[name] = fn
+        return fn
+
+    return wrap(section) if section is not None else wrap
+
+
 def run_figures(run: RunData, index: int = 0) -> list[ReportFigure]:
     """The figures of one run: training curves; with predictions, the student's confusion matrix and
     reliability diagram, and the teacher-vs-student per-class accuracy when teacher outputs are there."""
@@ -84,6 +103,11 @@ def run_figures(run: RunData, index: int = 0) -> list[ReportFigure]:
         if p.student.ndim == 2:
             add("calibration", "calibration",
                 calibration(p.student, p.labels, title=f"{name}: student reliability ({split})"))
+    for module in SECTION_MODULES:
+        importlib.import_module(module)
+    for section in REPORT_SECTIONS.values():
+        for kind, title, fig in section(run):
+            add(kind, title, fig)
     return out
 
 

@@ -10,6 +10,8 @@ import pandas as pd
 from kdlab.runs.experiment import run_experiment
 from kdlab.runs.spec import ExperimentSpec, load_spec
 
+REPORT = "report.html"
+
 
 def demo_specs(seed: int = 0, epochs: int = 10, teacher_epochs: int = 10,
                data: str = "mnist5k") -> dict[str, ExperimentSpec]:
@@ -42,7 +44,9 @@ def summary_table(results: dict[str, Any]) -> pd.DataFrame:
 
 
 def run_demo(out_dir: Path, seed: int = 0, epochs: int = 10, teacher_epochs: int = 10) -> pd.DataFrame:
-    """Run the demo, print its table and write ``demo.json`` (table plus full results) to ``out_dir``."""
+    """Run the demo; write ``demo.json`` (table plus full results) and ``report.html`` (both runs) to ``out_dir``."""
+    from kdlab.report import build
+
     results = {name: run_experiment(spec, run_dir=out_dir / name)
                for name, spec in demo_specs(seed, epochs, teacher_epochs).items()}
     table = summary_table(results)
@@ -50,4 +54,5 @@ def run_demo(out_dir: Path, seed: int = 0, epochs: int = 10, teacher_epochs: int
     payload = {"table": json.loads(table.reset_index().to_json(orient="records")),
                "runs": {k: r.to_dict() for k, r in results.items()}}
     (out_dir / "demo.json").write_text(json.dumps(payload, indent=2))
+    build([out_dir / name for name in results], out_dir / REPORT, title="kdlab demo: KD vs vanilla student")
     return table

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from kdlab.errors import ConfigError
-from kdlab.viz.data import as_history, loss_terms, series
+from kdlab.viz.data import as_history, line_mode, loss_terms, series
 from kdlab.viz.theme import BASELINE, STUDENT, TEACHER, apply_theme, plotly_text, run_colors, sequence, with_alpha
 
 # panel -> the keys it draws (loss terms are found in the data); a panel without data is left out
@@ -61,7 +61,7 @@ def training_curves(metrics: Any, title: str = "Training curves", teacher_acc: f
         row, col = divmod(i, cols)
         for key in keys[panel]:
             x, y = series(h, key)
-            fig.add_trace(go.Scatter(x=x, y=y, name=plotly_text(key), mode="lines+markers", legendgroup=panel,
+            fig.add_trace(go.Scatter(x=x, y=y, name=plotly_text(key), mode=line_mode(x), legendgroup=panel,
                                      meta={"panel": panel, "key": key}, line=_line(panel, key, term_colors),
                                      hovertemplate="%{y:.4g}"),
                           row=row + 1, col=col + 1)
@@ -110,7 +110,7 @@ def compare_runs(runs: Mapping[str, Any], key: str = "val/acc", title: str | Non
             continue
         x_name = str(h.index.name or "epoch")
         x, y = series(h, key)
-        fig.add_trace(go.Scatter(x=x, y=y, name=plotly_text(name), mode="lines+markers",
+        fig.add_trace(go.Scatter(x=x, y=y, name=plotly_text(name), mode=line_mode(x),
                                  meta={"run": str(name), "key": key},
                                  line=dict(color=colors[name]), hovertemplate="%{y:.4g}"))
     if teacher_acc is not None and fig.data:

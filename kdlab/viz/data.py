@@ -104,10 +104,26 @@ def _from_tidy(df: pd.DataFrame) -> pd.DataFrame:
     return wide.astype("float64")
 
 
-def series(history: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """The (x, y) points of ``key`` in a wide history, missing values dropped."""
+#: Curves longer than this are thinned for display (a browser draws 20,000-point runs slowly).
+MAX_POINTS = 1500
+#: Curves up to this many points also show a marker per point.
+MARKER_POINTS = 60
+
+
+def series(history: pd.DataFrame, key: str, max_points: int | None = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """The (x, y) points of ``key`` in a wide history, missing values dropped; more than ``max_points``
+    are thinned to that many evenly spaced points (the first and last kept; ``None`` keeps all)."""
     col = history[key].dropna()
-    return col.index.to_numpy(dtype="float64"), col.to_numpy(dtype="float64")
+    x, y = col.index.to_numpy(dtype="float64"), col.to_numpy(dtype="float64")
+    if max_points is not None and len(x) > max_points:
+        keep = np.unique(np.linspace(0, len(x) - 1, max_points).round().astype(int))
+        x, y = x[keep], y[keep]
+    return x, y
+
+
+def line_mode(x: np.ndarray) -> str:
+    """Plotly ``mode`` of a curve: markers for short curves only (thousands of SVG markers are slow)."""
+    return "lines+markers" if len(x) <= MARKER_POINTS else "lines"
 
 
 def loss_terms(history: pd.DataFrame) -> list[str]:

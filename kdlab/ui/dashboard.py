@@ -1,0 +1,160 @@
+"""The Panel dashboard: pages from the page registry, one ``Dashboard`` per browser session.
+
+``build_app(store=None)`` returns the page (``dashboards/app.py`` makes it servable); ``serve(port,
+address)`` serves it (``kdlab serve``). A periodic callback (every ``POLL_MS``) calls ``Dashboard.tick``,
+which polls the store incrementally; training runs in worker processes and reports build in a thread
+pool, so nothing long ever runs on the server's loop.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import panel as pn
+import param
+
+from kdlab.runs.store import Store, open_store
+from kdlab.ui.compare import ComparePage
+from kdlab.ui.detail import RunDetail
+from kdlab.ui.launcher import Launcher
+from kdlab.ui.live import LiveCurves
+from kdlab.ui.pages import pages, register_page
+from kdlab.ui.runs import RunsTable
+
+POLL_MS = 1000
+
+
+class Dashboard(param.Parameterized):
+    """Shared state of one session: the store, the built pages, navigation (``show``, ``open_run``)."""
+
+    page = param.String(default="Runs", doc="the page shown")
+
+    def __init__(self, store: Store | str | None = None, **params: Any):
+        super().__init__(**params)
+        self.store = store if isinstance(store, Store) else open_store(store)
+        self.components: dict[str, Any] = {}  # name -> component with an optional tick()
+        self.names = [p.name for p in pages()]
+        self._holders = {n: pn.Column(sizing_mode="stretch_width", name=n) for n in self.names}
+        self.tabs = pn.Tabs(*self._holders.values(), dynamic=True, sizing_mode="stretch_width")
+        self.tabs.param.watch(lambda e: self.show(self.names[e.new]), "active")
+        self._ticks = 0
+        self.show(self.page if self.page in self.names else self.names[0])
+
+    # -- navigation ----------------------------------------------------------------------------
+    def build_page(self, name: str) -> Any:
+        """Build page ``name`` once (lazily) and return its holder."""
+        holder = self._holders[name]
+        if not holder.objects:
+            page = next(p for p in pages() if p.name == name)
+            holder.objects = [page.builder(self)]
+        return holder
+
+    def show(self, name: str) -> None:
+        """Switch to page ``name`` (as clicking its tab)."""
+        if name not in self._holders:
+            raise KeyError(f"page {name!r} is not registered; pages: {', '.join(self.names)}")
+        self.build_page(name)
+        self.page = name
+        i = self.names.index(name)
+        if self.tabs.active != i:
+            self.tabs.active = i
+
+    def open_run(self, run_id: str) -> None:
+        """Follow ``run_id`` in the live curves (and the run detail page when built)."""
+        if "live" in self.components:
+            self.components["live"].run_id = run_id
+        if "detail" in self.components:
+            self.components["detail"].open(run_id)
+
+    def tick(self) -> None:
+        """One poll of every built component (the periodic callback)."""
+        self._ticks += 1
+        for key, comp in list(self.components.items()):
+            if key == "runs" and self._ticks % 3:
+                continue  # the table every 3 s, the live curves every tick
+            if not hasattr(comp, "tick"):
+                continue
+            try:
+                comp.tick()
+            except Exception as e:  # a store hiccup must not kill the callback
+                self.param.warning(f"{key}: {type(e).__name__}: {e}")
+
+    def panel(self) -> pn.viewable.Viewable:
+        return self.tabs
+
+
+# ---------------------------------------------------------------------------------------- built-in pages
+
+def runs_page(dash: Dashboard) -> Any:
+    """Launch runs, follow one live, cancel/resume it, browse and tag the store's runs."""
+    live = LiveCurves(dash.store)
+
+    def launched(handle: Any) -> None:
+        live.run_id = handle.id
+        dash.components["runs"].refresh()
+
+    launcher = Launcher(dash.store, on_launch=launched)
+    table = RunsTable(dash.store, on_open=dash.open_run)
+    if len(table.all):
+        live.run_id = str(table.all["id"].iloc[0])
+    dash.components.update(launcher=launcher, live=live, runs=table)
+    return pn.Column(
+        # an empty store opens on the form; with runs, the page is about them and the form is one click away
+        pn.Card(launcher.panel(), title="Launch a run", sizing_mode="stretch_width", collapsed=bool(len(table.all)),
+                css_classes=["kdlab-launch-card"]),
+        pn.Row(pn.Column(pn.pane.Markdown("### Runs"), table.panel(), sizing_mode="stretch_width"),
+               pn.Column(pn.pane.Markdown("### Live"), live.panel(), sizing_mode="stretch_width"),
+               sizing_mode="stretch_width"),
+        sizing_mode="stretch_width")
+
+
+def compare_page(dash: Dashboard) -> Any:
+    """Overlay runs' curves, see their final metrics, export a report."""
+    page = ComparePage(dash.store)
+    selected = dash.components["runs"].selected if "runs" in dash.components else []
+    if not selected:  # default: the newest finished runs
+        df = dash.store.list_runs(refresh=False)
+        selected = list(df.loc[df["status"] == "completed", "id"][:4])
+    if selected:
+        page.compare(selected)
+    dash.components["compare"] = page
+    return page.panel()
+
+
+def detail_page(dash: Dashboard) -> Any:
+    """One run: config, figures, artifacts."""
+    page = RunDetail(dash.store)
+    live = dash.components.get("live")
+    if live is not None and live.run_id:
+        page.open(live.run_id)
+    dash.components["detail"] = page
+    return page.panel()
+
+
+register_page("Runs", runs_page, order=0, replace=True)
+register_page("Compare", compare_page, order=10, replace=True)
+register_page("Run detail", detail_page, order=20, replace=True)
+
+
+# ---------------------------------------------------------------------------------------- app & serve
+
+def build_app(store: Store | str | None = None, poll_ms: int = POLL_MS) -> pn.viewable.Viewable:
+    """The dashboard of one session (``store``: default ``KDLAB_HOME``); polls every ``poll_ms`` when served."""
+    pn.extension("plotly", "tabulator", notifications=False)
+    dash = Dashboard(store)
+    header = pn.pane.Markdown(f"## kdlab &nbsp; <small>store `{dash.store.root}`</small>", margin=(5, 10))
+    app = pn.Column(header, dash.panel(), sizing_mode="stretch_width", css_classes=["kdlab-app"])
+    app.dashboard = dash  # type: ignore[attr-defined]
+    if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+        pn.state.onload(lambda: pn.state.add_periodic_callback(dash.tick, period=poll_ms))
+    return app
+
+
+def serve(port: int = 5006, address: str = "127.0.0.1", show: bool = False, store: str | None = None) -> None:
+    """Serve the dashboard on ``address:port`` (localhost by default) until interrupted; prints the URL."""
+    if store:
+        os.environ["KDLAB_HOME"] = str(store)
+    origins = [f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"]
+    print(f"kdlab dashboard: http://{address}:{port}/ (store {open_store().root}; Ctrl-C stops)", flush=True)
+    pn.serve({"/": lambda: build_app()}, port=port, address=address, show=show, websocket_origin=origins,
+             title="kdlab", threaded=False, start=True)

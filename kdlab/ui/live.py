@@ -1,0 +1,240 @@
+"""Live curves of a run: incremental polling of the store, drawn by ``kdlab.viz.training_curves``.
+
+``CurvePoller`` is the shared part (no toolkit): it keeps the rows seen so far and asks the store only for
+rows with a larger step (``store.metrics(since_step=...)``); a new ``attempt`` (resume) reloads.
+``LiveCurves`` (Panel, polled by the dashboard's periodic callback) and ``RunMonitor`` (ipywidgets, polled
+by a background thread) are its two faces; both offer cancel/resume as methods and buttons.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pandas as pd
+import panel as pn
+import param
+
+from kdlab.runs.store import TERMINAL, Store
+
+
+class CurvePoller:
+    """Accumulates a run's metric rows from the store, incrementally."""
+
+    def __init__(self, store: Store, run_id: str | None = None):
+        self.store, self.run_id = store, None
+        self.reset(run_id)
+
+    def reset(self, run_id: str | None) -> None:
+        self.run_id = run_id
+        self.frame = pd.DataFrame(columns=["seq", "step", "epoch", "kind", "key", "value", "time"])
+        self.last_step: int | None = None
+        self.attempt: int | None = None
+        self.polls = 0
+
+    def poll(self) -> int:
+        """Fetch new rows; returns how many arrived (a resumed run's rows are reloaded from scratch)."""
+        if self.run_id is None:
+            return 0
+        self.polls += 1
+        rec = self.store.get_run(self.run_id, refresh=False)
+        if self.attempt is not None and rec.attempt != self.attempt:
+            self.reset(self.run_id)
+        self.attempt = rec.attempt
+        new = self.store.metrics(self.run_id, since_step=self.last_step)
+        if new.empty:
+            return 0
+        self.frame = new if self.frame.empty else pd.concat([self.frame, new], ignore_index=True)
+        self.last_step = int(new["step"].max())
+        return len(new)
+
+    @property
+    def points(self) -> int:
+        """How many rows drawn so far."""
+        return len(self.frame)
+
+    def figure(self, title: str | None = None) -> Any:
+        from kdlab.viz import training_curves
+
+        return training_curves(self.frame, title=title or f"run {self.run_id}")
+
+
+def _status_line(store: Store, run_id: str | None, poller: CurvePoller) -> str:
+    if run_id is None:
+        return "no run selected"
+    rec = store.get_run(run_id, refresh=False)
+    step = poller.last_step if poller.last_step is not None else "-"
+    return (f"**{rec.name}** (`{run_id}`): <span class='kdlab-status'>{rec.status}</span>, "
+            f"<span class='kdlab-points'>{poller.points}</span> metric rows, last step {step}")
+
+
+class LiveCurves(param.Parameterized):
+    """Curves of one run updated in place: ``tick()`` polls the store (the dashboard calls it every second)."""
+
+    run_id = param.String(default=None, allow_None=True, doc="run shown")
+    status = param.String(default="", doc="status of the run at the last poll")
+    points = param.Integer(default=0, doc="metric rows drawn")
+
+    def __init__(self, store: Store, **params: Any):
+        super().__init__(**params)
+        self.store = store
+        self.poller = CurvePoller(store, self.run_id)
+        self.plot = pn.pane.Plotly(self.poller.figure(), sizing_mode="stretch_width", height=420,
+                                   css_classes=["kdlab-live-plot"],
+                                   config={"displaylogo": False})
+        self.info = pn.pane.Markdown("no run selected", css_classes=["kdlab-live-info"])
+        self.logs_pane = pn.pane.Str("", css_classes=["kdlab-logs"], sizing_mode="stretch_width",
+                                     styles={"max-height": "220px", "overflow-y": "auto", "font-size": "12px"})
+        self._log_seq = 0
+        self._lines: list[str] = []
+        self.message = pn.pane.Alert("", alert_type="light", visible=False)
+        self.cancel_button = pn.widgets.Button(name="Cancel run", button_type="danger", disabled=True,
+                                               css_classes=["kdlab-cancel"])
+        self.resume_button = pn.widgets.Button(name="Resume run", button_type="primary", disabled=True,
+                                               css_classes=["kdlab-resume"])
+        self.cancel_button.on_click(lambda _e: self.cancel())
+        self.resume_button.on_click(lambda _e: self.resume())
+        self.tick()
+
+    @param.depends("run_id", watch=True)
+    def _switch(self) -> None:
+        self.poller.reset(self.run_id)
+        self._log_seq, self._lines = 0, []
+        self.logs_pane.object = ""
+        self.tick(force=True)
+
+    def tick(self, force: bool = False) -> int:
+        """Poll new rows and log lines; redraw when something arrived. Returns the rows that arrived."""
+        if self.run_id is None:
+            self.status, self.points = "", 0
+            self.info.object = "no run selected"
+            self.cancel_button.disabled = self.resume_button.disabled = True
+            return 0
+        n = self.poller.poll()
+        if n or force:
+            self.plot.object = self.poller.figure()
+        logs = self.store.logs(self.run_id, since_seq=self._log_seq)
+        if len(logs):
+            self._log_seq = int(logs["seq"].max())
+            self._lines += [f"{t:%H:%M:%S} {lv:7s} {m}" for t, lv, m in
+                            zip(logs["time"], logs["level"], logs["message"], strict=True)]
+            self._lines = self._lines[-200:]
+            self.logs_pane.object = "\n".join(self._lines)
+        rec = self.store.get_run(self.run_id, refresh=False)
+        self.status, self.points = rec.status, self.poller.points
+        self.info.object = _status_line(self.store, self.run_id, self.poller)
+        self.cancel_button.disabled = rec.status in TERMINAL
+        self.resume_button.disabled = rec.status not in ("failed", "cancelled", "interrupted")
+        return n
+
+    def cancel(self) -> str:
+        """Cancel the shown run (in a thread: the server never waits for the worker to stop)."""
+        if self.run_id is None:
+            return ""
+        run_id = self.run_id
+        self.cancel_button.disabled = True
+        threading.Thread(target=self.store.handle(run_id).cancel, daemon=True).start()
+        self._say(f"cancel requested for {run_id}")
+        return run_id
+
+    def resume(self) -> str:
+        """Resume the shown run from its last checkpoint; returns its status."""
+        if self.run_id is None:
+            return ""
+        try:
+            status = self.store.handle(self.run_id).resume().status
+        except Exception as e:  # shown inline, the server keeps serving
+            self._say(str(e), "danger")
+            return self.store.get_run(self.run_id, refresh=False).status
+        self._say(f"resumed {self.run_id}: {status}")
+        self.tick(force=True)
+        return status
+
+    def _say(self, text: str, kind: str = "info") -> None:
+        self.message.object, self.message.alert_type, self.message.visible = text, kind, True
+
+    def panel(self) -> pn.viewable.Viewable:
+        return pn.Column(self.info, pn.Row(self.cancel_button, self.resume_button), self.message, self.plot,
+                         pn.pane.Markdown("**Log**"), self.logs_pane, sizing_mode="stretch_width")
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self.panel()
+
+
+class RunMonitor:
+    """ipywidgets face: a plotly ``FigureWidget`` of the run's curves, a progress bar, status and a cancel
+    button, refreshed from the store by a background thread (the kernel stays free)."""
+
+    def __init__(self, run: Any, store: Store | None = None, interval: float = 1.0, start: bool = True):
+        import ipywidgets as w
+        import plotly.graph_objects as go
+
+        from kdlab.runs.store import open_store
+
+        if hasattr(run, "store") and hasattr(run, "id"):
+            store, run_id = run.store, run.id
+        else:
+            store = store or open_store()
+            run_id = store.resolve(str(run))
+        self.store, self.run_id, self.interval = store, run_id, interval
+        self.poller = CurvePoller(store, run_id)
+        self.figure = go.FigureWidget(self.poller.figure())
+        self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="epochs")
+        self.label = w.HTML("")
+        self.cancel_button = w.Button(description="Cancel", button_style="danger")
+        self.cancel_button.on_click(lambda _b: self.cancel())
+        self.widget = w.VBox([w.HBox([self.progress, self.cancel_button, self.label]), self.figure])
+        self.updates = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.update()
+        if start:
+            self.start()
+
+    def update(self) -> str:
+        """Poll the store once and refresh the widgets; returns the run's status."""
+        n = self.poller.poll()
+        if n:
+            fig = self.poller.figure()
+            with self.figure.batch_update():
+                self.figure.data = []
+                self.figure.add_traces(list(fig.data))
+                self.figure.layout = fig.layout
+            self.updates += 1
+        rec = self.store.get_run(self.run_id, refresh=False)
+        epochs = (rec.spec.get("optim") or {}).get("epochs") or 1
+        ep = self.poller.frame.loc[self.poller.frame["kind"] == "epoch", "epoch"] if n or self.poller.points else []
+        done = float(pd.Series(ep).max()) if len(ep) else 0.0
+        self.progress.value = 1.0 if rec.status == "completed" else min(1.0, done / epochs)
+        self.progress.description = f"{int(done)}/{epochs} ep"
+        self.label.value = f"<b>{rec.name}</b> {rec.status} &middot; {self.poller.points} rows"
+        self.cancel_button.disabled = rec.status in TERMINAL
+        return rec.status
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                if self.update() in TERMINAL:
+                    self.update()
+                    return
+            except Exception:  # the store is being written: try again at the next tick
+                time.sleep(self.interval)
+
+    def start(self) -> RunMonitor:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, daemon=True, name=f"kdlab-monitor-{self.run_id}")
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def cancel(self) -> str:
+        """Cancel the run (in a thread, the kernel stays free)."""
+        self.cancel_button.disabled = True
+        threading.Thread(target=self.store.handle(self.run_id).cancel, daemon=True).start()
+        return self.run_id
+
+    def _repr_mimebundle_(self, **kw: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kw)
