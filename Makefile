@@ -36,10 +36,10 @@ PORT ?= 5006
 serve: venv
 	$(BIN)/kdlab serve --port $(PORT)
 
-# JupyterLab on notebooks/ (installs the `lab` extra when missing).
+# JupyterLab on notebooks/, localhost only (installs the `lab` extra when missing; LAB_ARGS pass through).
 lab: venv
 	$(BIN)/python -c "import jupyterlab" 2>/dev/null || $(BIN)/python -m pip install -q -e ".[lab]"
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ --ServerApp.ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
