@@ -27,6 +27,13 @@ def _label(f: Field) -> str:
     return f"{f.label}{rng}"
 
 
+def _text(value: Any) -> str:
+    """A field's value as typed in a text box (lists comma separated, ``None`` empty)."""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    return "" if value is None else str(value)
+
+
 def _css_id(path: str) -> str:
     return "kdlab-field-" + path.replace(".", "-").replace("_", "-")
 
@@ -37,6 +44,8 @@ class _FormCore:
     state: FormState
     store: Any
     errors: dict[str, str]
+    selects: dict[str, Any]
+    widgets: dict[str, Any]
 
     def _init_core(self, store: Any, on_launch: Callable[[Any], None] | None) -> None:
         from kdlab.runs.store import open_store
@@ -76,6 +85,32 @@ class _FormCore:
             self.on_launch(handle)
         return handle
 
+    # -- python calls (what the widgets do) -------------------------------------------------------
+    def select(self, section: str, name: str) -> None:
+        """Pick ``name`` for ``section`` (rebuilds that section's parameter fields)."""
+        if self.state.names.get(section) == name:
+            return
+        self.state.set_name(section, name)
+        if self.selects[section].value != name:
+            self.selects[section].value = name
+        self._rebuild()
+
+    def set_value(self, path: str, value: Any) -> None:
+        """Set field ``path`` (e.g. ``method.params.temperature``) as if typed, and validate."""
+        w = self.widgets[path]
+        if w.value != value:
+            w.value = value
+        else:
+            self._changed(path, value)
+
+    def _changed(self, path: str, raw: Any) -> None:
+        f = self.state.all_fields()[path]
+        self.state.values[path] = forms.coerce(f, raw)
+        self.validate()
+
+    def _rebuild(self) -> None:  # pragma: no cover - overridden
+        pass
+
     def _show_errors(self) -> None:  # pragma: no cover - overridden
         pass
 
@@ -112,24 +147,6 @@ class Launcher(param.Parameterized, _FormCore):
         self.sections = {s: pn.Column(sizing_mode="stretch_width") for s in SECTION_TITLES}
         self._rebuild()
 
-    # -- python calls --------------------------------------------------------------------------
-    def select(self, section: str, name: str) -> None:
-        """Pick ``name`` for ``section`` (rebuilds that section's parameter fields)."""
-        if self.state.names.get(section) == name:
-            return
-        self.state.set_name(section, name)
-        if self.selects[section].value != name:
-            self.selects[section].value = name
-        self._rebuild()
-
-    def set_value(self, path: str, value: Any) -> None:
-        """Set field ``path`` (e.g. ``method.params.temperature``) as if typed, and validate."""
-        w = self.widgets[path]
-        if w.value != value:
-            w.value = value
-        else:
-            self._changed(path, value)
-
     def _set_tags(self, text: str) -> None:
         self.state.tags = [t.strip() for t in str(text).split(",") if t.strip()]
 
@@ -147,16 +164,10 @@ class Launcher(param.Parameterized, _FormCore):
         elif f.kind == "float":
             w = pn.widgets.FloatInput(value=value, placeholder="default" if value is None else "", **common)
         else:
-            text = ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else ("" if value is None else
-                                                                                        str(value))
+            text = _text(value)
             w = pn.widgets.TextInput(value=text, placeholder="default" if value is None else "", **common)
         w.param.watch(lambda e, p=f.path: self._changed(p, e.new), "value")
         return w
-
-    def _changed(self, path: str, raw: Any) -> None:
-        f = self.state.all_fields()[path]
-        self.state.values[path] = forms.coerce(f, raw)
-        self.validate()
 
     def _rebuild(self) -> None:
         self.widgets, self.error_panes = {}, {}
@@ -223,21 +234,6 @@ class LauncherWidget(_FormCore):
         self.widget = w.VBox([self.body, self.form_error, w.HBox([self.launch_button, self.launched])])
         self._rebuild()
 
-    def select(self, section: str, name: str) -> None:
-        if self.state.names.get(section) == name:
-            return
-        self.state.set_name(section, name)
-        if self.selects[section].value != name:
-            self.selects[section].value = name
-        self._rebuild()
-
-    def set_value(self, path: str, value: Any) -> None:
-        w = self.widgets[path]
-        if w.value != value:
-            w.value = value
-        else:
-            self._changed(path, value)
-
     def _widget(self, f: Field) -> Any:
         w = self._w
         value = self.state.value(f.path)
@@ -249,16 +245,10 @@ class LauncherWidget(_FormCore):
         elif f.kind in ("int", "float") and value is not None:
             wid = (w.IntText if f.kind == "int" else w.FloatText)(value=value, **kw)
         else:
-            text = ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else ("" if value is None else
-                                                                                        str(value))
+            text = _text(value)
             wid = w.Text(value=text, placeholder="default" if value is None else "", **kw)
         wid.observe(lambda ch, p=f.path: self._changed(p, ch["new"]), names="value")
         return wid
-
-    def _changed(self, path: str, raw: Any) -> None:
-        f = self.state.all_fields()[path]
-        self.state.values[path] = forms.coerce(f, raw)
-        self.validate()
 
     def _rebuild(self) -> None:
         w = self._w
