@@ -85,6 +85,20 @@ class Dashboard(param.Parameterized):
 
 # ---------------------------------------------------------------------------------------- built-in pages
 
+def lazy_card(build: Any, title: str, collapsed: bool, **kw: Any) -> pn.Card:
+    """A card whose content is built when it is first opened: an empty store opens on the launch form; with
+    runs, the page is about them and the form (dozens of widgets the browser would lay out) is one click away."""
+    card = pn.Card(title=title, collapsed=collapsed, sizing_mode="stretch_width", **kw)
+
+    def fill(*_: Any) -> None:
+        if not card.collapsed and not card.objects:
+            card.objects = [build()]
+
+    card.param.watch(fill, "collapsed")
+    fill()
+    return card
+
+
 def runs_page(dash: Dashboard) -> Any:
     """Launch runs, follow one live, cancel/resume it, browse and tag the store's runs."""
     live = LiveCurves(dash.store)
@@ -99,9 +113,7 @@ def runs_page(dash: Dashboard) -> Any:
         live.run_id = str(table.all["id"].iloc[0])
     dash.components.update(launcher=launcher, live=live, runs=table)
     return pn.Column(
-        # an empty store opens on the form; with runs, the page is about them and the form is one click away
-        pn.Card(launcher.panel(), title="Launch a run", sizing_mode="stretch_width", collapsed=bool(len(table.all)),
-                css_classes=["kdlab-launch-card"]),
+        lazy_card(launcher.panel, "Launch a run", collapsed=bool(len(table.all)), css_classes=["kdlab-launch-card"]),
         pn.Row(pn.Column(pn.pane.Markdown("### Runs"), table.panel(), sizing_mode="stretch_width"),
                pn.Column(pn.pane.Markdown("### Live"), live.panel(), sizing_mode="stretch_width"),
                sizing_mode="stretch_width"),
