@@ -1,13 +1,16 @@
 """Helpers of the browser tests: the dashboard server on a free localhost port (imported by name)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 CHROMIUM = os.environ.get("KDLAB_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -49,3 +52,30 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+#: A tiny finished run (digits, MLP teacher and student, one epoch) for the analysis pages.
+TINY_SPEC = {"name": "tiny", "seed": 0, "device": "cpu", "data": {"name": "digits", "params": {"n_train": 200}},
+             "teacher": {"name": "mlp", "params": {"width": 16}, "optim": {"epochs": 1, "batch_size": 64}},
+             "student": {"name": "mlp", "params": {"width": 8}}, "method": {"name": "kd"},
+             "optim": {"epochs": 1, "batch_size": 64}}
+
+
+@contextlib.contextmanager
+def page_with_run(browser: Any, home: Path, tab: str, name: str = "tiny", height: int = 1400) -> Iterator[Any]:
+    """A browser page on the dashboard's ``tab``, the store holding one finished tiny run named ``name``."""
+    from kdlab.runs.experiment import run_experiment
+    from kdlab.runs.store import open_store
+
+    spec = {**TINY_SPEC, "name": name}
+    store = open_store(home)
+    run_experiment(spec, run_dir=store.run_dir(store.create_run(spec, status="completed")))
+    proc, url = start_server(home)
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": height})
+        page.goto(url)
+        page.locator(".bk-tab", has_text=tab).first.click(timeout=60_000)
+        yield page
+        page.close()
+    finally:
+        stop_server(proc)

@@ -44,7 +44,7 @@ def test_launch_watch_compare_export(browser, shots, tmp_path):
         _fill(page, "method.params.temperature", "4")
         err.wait_for(state="hidden", timeout=10_000)
 
-        for path, value in [("name", "browser-kd"), ("optim.epochs", "60"), ("optim.batch_size", "32"),
+        for path, value in [("name", "browser-kd"), ("optim.epochs", "150"), ("optim.batch_size", "32"),
                             ("teacher.optim.epochs", "1"), ("data.params.n_train", "600"),
                             ("teacher.params.width", "8"), ("student.params.width", "32")]:
             _fill(page, path, value)
@@ -55,7 +55,7 @@ def test_launch_watch_compare_export(browser, shots, tmp_path):
 
         # the live curve gains points while the run is running
         seen: list[tuple[str, int, int]] = []
-        deadline = time.monotonic() + 150
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             status = _text(page, ".kdlab-status")
             pts = int(_text(page, ".kdlab-points") or 0)

@@ -2,30 +2,14 @@
 from __future__ import annotations
 
 import pytest
-from dashboard_helpers import start_server, stop_server
+from dashboard_helpers import page_with_run
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.slow
 
-SPEC = {"name": "repr-browser", "seed": 0, "device": "cpu", "data": {"name": "digits", "params": {"n_train": 200}},
-        "teacher": {"name": "mlp", "params": {"width": 16}, "optim": {"epochs": 1, "batch_size": 64}},
-        "student": {"name": "mlp", "params": {"width": 8}}, "method": {"name": "kd"},
-        "optim": {"epochs": 1, "batch_size": 64}}
-
 
 def test_representations_page_computes_and_shows_heatmap(browser, shots, tmp_path):
-    from kdlab.runs.experiment import run_experiment
-    from kdlab.runs.store import open_store
-
-    home = tmp_path / "home"
-    store = open_store(home)
-    rid = store.create_run(SPEC, status="completed")
-    run_experiment(SPEC, run_dir=store.run_dir(rid))
-    proc, url = start_server(home)
-    try:
-        page = browser.new_page(viewport={"width": 1400, "height": 1400})
-        page.goto(url)
-        page.locator(".bk-tab", has_text="Representations").first.click(timeout=60_000)
+    with page_with_run(browser, tmp_path / "home", "Representations", name="repr-browser") as page:
         page.locator(".kdlab-repr-compute button").click(timeout=30_000)
         expect(page.locator(".kdlab-repr-status")).to_contain_text("done", timeout=120_000)
         heat = page.locator(".kdlab-repr-heatmap .js-plotly-plot").first
@@ -33,6 +17,3 @@ def test_representations_page_computes_and_shows_heatmap(browser, shots, tmp_pat
         assert heat.evaluate("el => el.data[0].type") == "heatmap"
         assert heat.evaluate("el => el.data[0].z.length") == 3  # blocks.0, blocks.1, head
         page.screenshot(path=str(shots / "representations.png"), full_page=True)
-        page.close()
-    finally:
-        stop_server(proc)
