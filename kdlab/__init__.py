@@ -3,7 +3,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from kdlab import data, distill, models  # noqa: E402
+from kdlab import data, distill, models, transfer  # noqa: E402,F401  (transfer registers "zoo:" models)
 from kdlab.distill import FeatureTaps, create_distiller, list_methods, register_method  # noqa: E402
 from kdlab.distill.trainer import Callback, TrainConfig, Trainer  # noqa: E402
 from kdlab.errors import (  # noqa: E402

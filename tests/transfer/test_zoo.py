@@ -1,0 +1,52 @@
+"""SourceZoo: built-in sources trained once and cached with cards; user models join and persist."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from kdlab import create
+from kdlab.errors import ConfigError, UnknownNameError
+from kdlab.transfer import BUILTIN_SOURCES, SourceZoo
+from tests.transfer.conftest import TINY
+
+
+def test_builtin_zoo_has_at_least_8_distinct_sources():
+    assert len(BUILTIN_SOURCES) >= 8
+    assert len({repr((d.dataset, d.shifts)) for d in BUILTIN_SOURCES}) == len(BUILTIN_SOURCES)
+    assert len({d.task for d in BUILTIN_SOURCES}) >= 3  # different label spaces, not only domains
+
+
+def test_cards_describe_trained_sources(zoo):
+    cards = zoo.cards()
+    assert list(cards.index)[:3] == ["mnist", "mnist_invert", "mnist_parity"]  # then any user sources
+    assert {"data", "task", "architecture", "accuracy"} <= set(cards.columns)
+    assert cards.loc["mnist_parity", "classes"] == 2 and cards.loc["mnist", "classes"] == 10
+    assert cards.loc["mnist", "accuracy"] > 0.3  # well above 10% chance after 2 epochs on 600 images
+    assert "invert" in cards.loc["mnist_invert", "data"]
+
+
+def test_cache_is_reused_without_training(zoo):
+    again = SourceZoo(root=zoo.root, arch_params=zoo.arch_params, epochs=2, n_train=600, sources=TINY)
+    assert all(again.is_built(n) for n in again.names())
+    a, b = zoo.load("mnist"), again.load("mnist")
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    assert again.card("mnist").accuracy == zoo.card("mnist").accuracy
+
+
+def test_user_source_is_saved_and_comes_back(zoo):
+    model = create("convnet", 4, (1, 28, 28), width=4, depth=2)
+    card = zoo.add("mine", model, data="my images", task="4 shapes", params={"width": 4, "depth": 2})
+    assert card.user and card.classes == 4
+    again = SourceZoo(root=zoo.root, arch_params=zoo.arch_params, epochs=2, n_train=600, sources=TINY)
+    assert "mine" in again.names()
+    assert again.card("mine").task == "4 shapes" and math.isnan(again.card("mine").accuracy)
+    assert again.load("mine")(torch.zeros(1, 1, 28, 28)).shape == (1, 4)
+    with pytest.raises(ConfigError, match="built-in"):
+        zoo.add("mnist", model)
+
+
+def test_unknown_source_lists_valid_names(zoo):
+    with pytest.raises(UnknownNameError, match="mnist_invert"):
+        zoo.load("mnist_inverted")
