@@ -59,3 +59,6 @@ def save(name: str, text: str, data: object) -> None:
     (OUT / f"{name}.md").write_text(body)
     (OUT / f"{name}.json").write_text(json.dumps(data, indent=2, default=float))
     print(body)
+
+#: Transformers do not train with the CNNs' SGD at lr 0.05 in a few epochs; they get AdamW, as in the ViT papers.
+VIT_OPTIM = {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 0.05}

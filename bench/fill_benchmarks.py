@@ -1,4 +1,4 @@
-"""Fill BENCHMARKS.md's ``@@NAME@@`` markers from ``bench/results/<name>.md`` (the machine line dropped).
+"""Fill BENCHMARKS.md's ``@@NAME@@`` markers from ``bench/results/<name>.md`` (each names its machine).
 
     python -m bench.fill_benchmarks   # after running the benches; markers stay in BENCHMARKS.template.md
 """
@@ -12,14 +12,11 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def section(name: str) -> str:
-    """A result file's text without its first line when that line names the machine."""
+    """A result file's text (its first line names the machine, threads included)."""
     path = RESULTS / f"{name}.md"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run the bench that writes it (bench/bench_*.py)")
-    lines = path.read_text().strip().splitlines()
-    if lines and lines[0].startswith("Machine:"):
-        lines = lines[1:]
-    return "\n".join(lines).strip()
+    return path.read_text().strip()
 
 
 def main() -> None:

@@ -114,10 +114,40 @@ class ResourcesSpec(_Strict):
     gpus: float = Field(0.0, ge=0.0)
 
 
+class CondenseSpec(_Strict):
+    """A dataset-distillation job (``task: condense``): ``kdlab.condense.CondenseConfig`` fields in ``params``
+    (its ``seed`` comes from the spec's), ``kdlab.condense.EvalConfig`` fields in ``evaluation``."""
+
+    params: dict[str, Any] = Field(default_factory=dict)
+    evaluation: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _valid(self) -> CondenseSpec:
+        from kdlab.condense import CondenseConfig, EvalConfig
+
+        for section, cls in (("params", CondenseConfig), ("evaluation", EvalConfig)):
+            values = getattr(self, section)
+            if "seed" in values:
+                raise ValueError(f"{section}.seed: set the spec's top-level seed instead")
+            try:
+                cls(**values)
+            except TypeError as e:
+                raise ValueError(f"{section}: {e}; valid fields: {sorted(cls.__dataclass_fields__)}") from None
+            except KdlabError as e:
+                raise ValueError(f"{section}: {e}") from None
+        return self
+
+
 class ExperimentSpec(_Strict):
-    """A whole experiment; the same object runs in the foreground, in the background, on N GPUs or Ray."""
+    """A whole experiment; the same object runs in the foreground, in the background, on N GPUs or Ray.
+
+    ``task: condense`` makes it a dataset-distillation job (``condense`` section; data, seed, device and
+    resources apply, teacher/student/method do not).
+    """
 
     name: str = Field("experiment", min_length=1, max_length=200)
+    task: Literal["distill", "condense"] = "distill"
+    condense: CondenseSpec | None = None
     seed: int = Field(0, ge=0)
     data: DataSpec = Field(default_factory=DataSpec)
     teacher: TeacherSpec | None = Field(default_factory=TeacherSpec)
@@ -141,13 +171,23 @@ class ExperimentSpec(_Strict):
     def _teacher_needed(self) -> ExperimentSpec:
         from kdlab.distill import METHODS
 
+        if self.task == "condense":
+            if self.condense is None:
+                self.__dict__["condense"] = CondenseSpec()
+            self.__dict__["teacher"] = None  # no teacher is trained for a condensation job
+            return self
+        if self.condense is not None:
+            raise ValueError("condense: only used with task: condense")
         if self.teacher is None and METHODS.get(self.method.name).uses_teacher:
             raise ValueError(f"teacher: method {self.method.name!r} needs a teacher; give one or use "
                              "a teacher-free method")
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        d = self.model_dump(mode="json")
+        if self.task == "distill":  # distillation specs serialise (and hash) exactly as before the task field
+            del d["task"], d["condense"]
+        return d
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)

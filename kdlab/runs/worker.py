@@ -200,13 +200,18 @@ def execute(run_id: str, store_root: str | os.PathLike[str] | None = None, own_p
             run.resume and (run_dir / "checkpoints" / "last.pt").is_file())
         callback = StoreCallback(store, run_id) if is_main else None
         print(f"kdlab worker: run {run_id} ({spec.name}) on {device}, resume={resume}", flush=True)
-        result = run_experiment(spec, run_dir, callbacks=[callback] if callback else [], resume=resume,
-                                log_every=int(run.options.get("log_every", 10)))
+        if spec.task == "condense":  # a dataset-distillation job (kdlab.runs.condense)
+            from kdlab.runs.condense import run_condensation
+
+            result = run_condensation(spec, run_dir, store=store if is_main else None, run_id=run_id)
+        else:
+            result = run_experiment(spec, run_dir, callbacks=[callback] if callback else [], resume=resume,
+                                    log_every=int(run.options.get("log_every", 10)))
         if own_process:
             signal.signal(signal.SIGTERM, _quiet)
         if beat is not None:
             beat.disarm()
-        summary = _summary(result)
+        summary = result.summary if spec.task == "condense" else _summary(result)
         status = "completed"
         if is_main:
             store.set_status(run_id, "completed", expect=("running", "interrupted"), summary=summary,

@@ -13,6 +13,7 @@ from kdlab.distill.methods import (  # noqa: F401
     dml,
     fitnets,
     fixmatch,
+    freq_kd,
     kd,
     lskd,
     margin_mse,

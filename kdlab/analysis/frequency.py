@@ -1,0 +1,333 @@
+"""Which spatial frequencies a model relies on: radial FFT band masks, band decomposition of images and
+feature maps, accuracy/agreement on low- and high-pass filtered inputs, and feature-map spectral energy.
+
+The band view follows Yin et al., "A Fourier Perspective on Model Robustness in Computer Vision"
+(NeurIPS 2019) and Wang et al., "High-Frequency Component Helps Explain the Generalization of CNNs"
+(CVPR 2020): filter the test images to keep only low (or only high) frequencies and see which model
+still classifies them. Radii are in units of the Nyquist frequency: an axis' highest frequency is 1,
+the corners of the spectrum reach sqrt(2). Filtering is done in float64; low + high = input exactly.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from kdlab.errors import ConfigError, ShapeError
+
+MAX_RADIUS = math.sqrt(2.0)
+FILTERS = ("low", "high")
+BAND_FILE = "frequency_bands.csv"
+SPECTRA_FILE = "frequency_spectra.csv"
+GRAPH_FILE = "graph_energy.csv"
+ARTIFACTS = "artifacts"  # the run folder's subfolder for analysis artifacts
+Progress = Callable[[int, int, str], None]
+
+
+def radius_grid(h: int, w: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(h, w) float64 radius of each FFT bin (``torch.fft.fft2`` layout) in units of Nyquist."""
+    if h < 1 or w < 1:
+        raise ShapeError(f"image size: expected positive height and width, got {(h, w)}")
+    fy = torch.fft.fftfreq(h, dtype=torch.float64, device=device) / 0.5
+    fx = torch.fft.fftfreq(w, dtype=torch.float64, device=device) / 0.5
+    return torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
+
+
+def _check_cutoff(value: float, name: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= MAX_RADIUS:
+        raise ConfigError(f"{name}: a radius in [0, sqrt(2)] (fraction of Nyquist), got {value!r}")
+    return float(value)
+
+
+def band_mask(h: int, w: int, low: float = 0.0, high: float = MAX_RADIUS,
+              device: torch.device | str = "cpu") -> torch.Tensor:
+    """Boolean (h, w) mask of FFT bins with radius in ``(low, high]`` (``low == 0`` includes the DC term).
+
+    Masks of adjacent bands ``(a, b]`` and ``(b, c]`` do not overlap and together cover ``(a, c]``.
+    """
+    lo, hi = _check_cutoff(low, "low"), _check_cutoff(high, "high")
+    if lo > hi:
+        raise ConfigError(f"low ({lo}) must not exceed high ({hi})")
+    r = radius_grid(h, w, device)
+    keep = r <= hi + 1e-12
+    return keep & (r > lo + 1e-12) if lo > 0 else keep
+
+
+def low_pass_mask(h: int, w: int, cutoff: float, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Mask of bins with radius <= ``cutoff`` (DC always included)."""
+    return band_mask(h, w, 0.0, _check_cutoff(cutoff, "cutoff"), device)
+
+
+def _check_images(x: torch.Tensor) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor) or x.ndim < 2:
+        raise ShapeError(f"x: expected a tensor (..., H, W), got {getattr(x, 'shape', type(x).__name__)}")
+    return x
+
+
+def apply_mask(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``x`` (..., H, W) with only the frequencies in ``mask`` kept; computed in float64, returned as float64.
+
+    The masks here are symmetric under f -> -f, so the result is real (the imaginary part is round-off).
+    """
+    x = _check_images(x)
+    if tuple(mask.shape) != tuple(x.shape[-2:]):
+        raise ShapeError(f"mask {tuple(mask.shape)} does not match images {tuple(x.shape[-2:])}")
+    spec = torch.fft.fft2(x.to(torch.float64))
+    return torch.fft.ifft2(spec * mask.to(spec.device)).real
+
+
+def low_pass(x: torch.Tensor, cutoff: float) -> torch.Tensor:
+    """Frequencies with radius <= ``cutoff`` (float64)."""
+    return apply_mask(x, low_pass_mask(*x.shape[-2:], cutoff, x.device))
+
+
+def high_pass(x: torch.Tensor, cutoff: float) -> torch.Tensor:
+    """Frequencies with radius > ``cutoff`` (float64); ``low_pass(x, c) + high_pass(x, c) == x``."""
+    return apply_mask(x, ~low_pass_mask(*x.shape[-2:], cutoff, x.device))
+
+
+def band_pass(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Frequencies with radius in ``(low, high]`` (float64)."""
+    return apply_mask(x, band_mask(*x.shape[-2:], low, high, x.device))
+
+
+def decompose(x: torch.Tensor, edges: Sequence[float]) -> list[torch.Tensor]:
+    """``x`` split into the bands between consecutive radii ``0 < e1 < ... < sqrt(2)``: the bands sum to ``x``.
+
+    ``edges`` are the inner boundaries; ``decompose(x, [c])`` is ``[low_pass(x, c), high_pass(x, c)]``.
+    """
+    inner = [_check_cutoff(e, "edges") for e in edges]
+    if any(b <= a for a, b in zip(inner, inner[1:], strict=False)):
+        raise ConfigError(f"edges: must increase strictly, got {list(edges)}")
+    bounds = [0.0, *inner, MAX_RADIUS]
+    return [band_pass(x, a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+# ------------------------------------------------------------------------------------------ band curves
+
+@torch.no_grad()
+def _logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    p = next(model.parameters(), None)
+    device = p.device if p is not None else torch.device("cpu")
+    dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
+    was = model.training
+    model.eval()
+    try:
+        out = [model(x[i:i + batch_size].to(device, dtype)).double().cpu() for i in range(0, len(x), batch_size)]
+    finally:
+        model.train(was)
+    return torch.cat(out)
+
+
+def _check_models(models: Mapping[str, nn.Module], reference: str | None) -> str | None:
+    if not models:
+        raise ConfigError("models: give at least one model, e.g. {'teacher': t, 'student': s}")
+    if reference is not None and reference not in models:
+        raise ConfigError(f"reference: {reference!r} is not one of {list(models)}")
+    return reference
+
+
+def band_curves(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.Tensor,
+                cutoffs: Sequence[float] = tuple(np.linspace(0.1, 1.0, 10)), filters: Sequence[str] = FILTERS,
+                reference: str | None = "teacher", batch_size: int = 500,
+                progress: Progress | None = None) -> pd.DataFrame:
+    """Accuracy of each model on low-pass and high-pass filtered ``x`` at each cutoff, and its top-1
+    agreement with ``reference`` (the teacher; None: no agreement) on the same filtered images.
+
+    Returns a tidy DataFrame: model, filter ("low"/"high"/"none"), cutoff, acc, agreement (NaN without a
+    reference). The "none" rows (cutoff NaN) are the unfiltered accuracies.
+    """
+    x, y = _check_images(x), torch.as_tensor(y)
+    if x.ndim != 4 or len(x) != len(y):
+        raise ShapeError(f"x must be (N, C, H, W) with one label per image; got {tuple(x.shape)}, {len(y)} labels")
+    reference = _check_models(models, reference)
+    bad = [f for f in filters if f not in FILTERS]
+    if bad:
+        raise ConfigError(f"filters: {bad[0]!r} is not one of {list(FILTERS)}")
+    cutoffs = [_check_cutoff(c, "cutoffs") for c in cutoffs]
+    jobs = [("none", float("nan"))] + [(f, c) for f in filters for c in cutoffs]
+    rows = []
+    for k, (kind, c) in enumerate(jobs):
+        xf = x if kind == "none" else (low_pass(x, c) if kind == "low" else high_pass(x, c))
+        logits = {name: _logits(m, xf, batch_size) for name, m in models.items()}
+        ref_pred = logits[reference].argmax(1) if reference else None
+        for name, z in logits.items():
+            pred = z.argmax(1)
+            agree = float((pred == ref_pred).double().mean()) if ref_pred is not None else float("nan")
+            rows.append({"model": name, "filter": kind, "cutoff": c, "acc": float((pred == y).double().mean()),
+                         "agreement": agree})
+        if progress is not None:
+            progress(k + 1, len(jobs), f"{kind}-pass {c:.2f}" if kind != "none" else "unfiltered")
+    return pd.DataFrame(rows, columns=["model", "filter", "cutoff", "acc", "agreement"])
+
+
+# ------------------------------------------------------------------------------- feature spectral energy
+
+def radial_spectrum(maps: torch.Tensor, n_bins: int = 8) -> np.ndarray:
+    """Fraction of the power of (N, C, H, W) maps in ``n_bins`` equal radial bins over [0, sqrt(2)].
+
+    The per-map mean is removed first (the DC term carries the map's mean, not its spatial pattern), so the
+    fractions sum to 1 unless the maps are constant (then all are 0).
+    """
+    if maps.ndim != 4:
+        raise ShapeError(f"maps: expected (N, C, H, W) feature maps, got {tuple(maps.shape)}")
+    if n_bins < 1:
+        raise ConfigError(f"n_bins: must be >= 1, got {n_bins}")
+    m = maps.detach().to(torch.float64)
+    m = m - m.mean(dim=(-2, -1), keepdim=True)
+    power = torch.fft.fft2(m).abs().pow(2).mean(dim=(0, 1))
+    r = radius_grid(*m.shape[-2:], m.device)
+    idx = torch.clamp((r / MAX_RADIUS * n_bins).ceil().long() - 1, 0, n_bins - 1)
+    energy = torch.zeros(n_bins, dtype=torch.float64, device=m.device).index_add_(0, idx.flatten(),
+                                                                                   power.flatten())
+    total = energy.sum()
+    return (energy / total).cpu().numpy() if total > 0 else np.zeros(n_bins)
+
+
+def high_frequency_fraction(maps: torch.Tensor, cutoff: float = 0.5) -> float:
+    """Share of the (mean-removed) power of (N, C, H, W) maps at radius > ``cutoff``."""
+    _check_cutoff(cutoff, "cutoff")
+    m = maps.detach().to(torch.float64)
+    m = m - m.mean(dim=(-2, -1), keepdim=True)
+    power = torch.fft.fft2(m).abs().pow(2).mean(dim=(0, 1))
+    total = power.sum()
+    high = power[~low_pass_mask(*m.shape[-2:], cutoff, m.device)].sum()
+    return float(high / total) if total > 0 else 0.0
+
+
+def feature_spectra(models: Mapping[str, nn.Module], x: torch.Tensor, layers: Mapping[str, Sequence[str]] | None = None,
+                    n_bins: int = 8, batch_size: int = 256) -> pd.DataFrame:
+    """Radial spectral energy of each model's spatial feature maps, layer by layer, on images ``x``.
+
+    ``layers[name]`` are tap paths (default: the model's declared stages). Layers that are not maps
+    (N, C, H, W) with H, W >= 2 are skipped. Returns model, layer, depth (0..1 through the network), bin,
+    radius (bin centre, fraction of Nyquist) and energy (fraction of the layer's power).
+    """
+    from kdlab.distill.base import chosen_layers
+    from kdlab.distill.taps import FeatureTaps
+
+    _check_models(models, None)
+    rows = []
+    for name, model in models.items():
+        paths = chosen_layers(model, (layers or {}).get(name))
+        feats: dict[str, list[torch.Tensor]] = {p: [] for p in paths}
+        was = model.training
+        model.eval()
+        dev = next(model.parameters()).device
+        with torch.no_grad(), FeatureTaps(model, paths, detach=True) as taps:
+            for i in range(0, len(x), batch_size):
+                model(x[i:i + batch_size].to(dev))
+                for p, v in taps.pop().items():
+                    feats[p].append(v.cpu())
+        model.train(was)
+        for k, p in enumerate(paths):
+            maps = torch.cat(feats[p])
+            if maps.ndim != 4 or min(maps.shape[-2:]) < 2:
+                continue
+            energy = radial_spectrum(maps, n_bins)
+            for b, e in enumerate(energy):
+                rows.append({"model": name, "layer": p, "depth": (k + 1) / len(paths), "bin": b,
+                             "radius": (b + 0.5) * MAX_RADIUS / n_bins, "energy": float(e)})
+    return pd.DataFrame(rows, columns=["model", "layer", "depth", "bin", "radius", "energy"])
+
+
+# ----------------------------------------------------------------------------------------- artifacts
+
+@dataclass
+class FrequencyArtifacts:
+    """What the frequency analysis of a run saves in its folder (read back by the report section)."""
+
+    bands: pd.DataFrame | None = None
+    spectra: pd.DataFrame | None = None
+    heatmaps: dict[str, Any] = field(default_factory=dict)  # name -> kdlab.analysis.fourier_heatmap.FourierHeatmap
+    graph: pd.DataFrame | None = None  # kdlab.analysis.graph_frequency.summarize_study's table
+
+    def save(self, folder: str | Path) -> list[Path]:
+        """Write the parts that are present into ``<run folder>/artifacts``; returns the written paths."""
+        from kdlab.analysis.fourier_heatmap import HEATMAP_FILE
+
+        folder = Path(folder) / ARTIFACTS
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for df, name in ((self.bands, BAND_FILE), (self.spectra, SPECTRA_FILE), (self.graph, GRAPH_FILE)):
+            if df is not None:
+                tmp = folder / (name + ".tmp")
+                df.to_csv(tmp, index=False)
+                tmp.replace(folder / name)  # a reader never sees half a file
+                written.append(folder / name)
+        if self.heatmaps:
+            arrays = {}
+            meta = {}
+            for name, hm in self.heatmaps.items():
+                arrays[f"{len(meta)}_error"], arrays[f"{len(meta)}_change"] = hm.error, hm.change
+                meta[str(len(meta))] = {"name": name, "eps": hm.eps, "n_images": hm.n_images,
+                                        "clean_error": hm.clean_error}
+            tmp = folder / (HEATMAP_FILE + ".tmp.npz")
+            np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
+            tmp.replace(folder / HEATMAP_FILE)
+            written.append(folder / HEATMAP_FILE)
+        return written
+
+    @classmethod
+    def load(cls, folder: str | Path) -> FrequencyArtifacts:
+        """What ``<run folder>/artifacts`` holds (missing parts stay None/empty)."""
+        from kdlab.analysis.fourier_heatmap import HEATMAP_FILE, FourierHeatmap
+
+        folder = Path(folder) / ARTIFACTS
+        out = cls()
+        if (folder / BAND_FILE).is_file():
+            out.bands = pd.read_csv(folder / BAND_FILE)
+        if (folder / SPECTRA_FILE).is_file():
+            out.spectra = pd.read_csv(folder / SPECTRA_FILE)
+        if (folder / GRAPH_FILE).is_file():
+            out.graph = pd.read_csv(folder / GRAPH_FILE)
+        if (folder / HEATMAP_FILE).is_file():
+            with np.load(folder / HEATMAP_FILE) as z:
+                meta = json.loads(str(z["meta"]))
+                for k, m in meta.items():
+                    out.heatmaps[m["name"]] = FourierHeatmap(z[f"{k}_error"], z[f"{k}_change"], float(m["eps"]),
+                                                             int(m["n_images"]), float(m["clean_error"]))
+        return out
+
+    @property
+    def empty(self) -> bool:
+        return self.bands is None and self.spectra is None and self.graph is None and not self.heatmaps
+
+
+def analyze(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.Tensor,
+            cutoffs: Sequence[float] = tuple(np.linspace(0.1, 1.0, 10)), heatmap_images: int = 100, eps: float = 4.0,
+            reference: str | None = "teacher", progress: Progress | None = None) -> FrequencyArtifacts:
+    """The whole image study of ``models`` on ``x``: band curves, Fourier heat maps of the first
+    ``heatmap_images`` images (0: none) and feature spectra. ``progress(done, total, message)`` is called
+    along the way (the UIs run this in the background)."""
+    from kdlab.analysis.fourier_heatmap import fourier_heatmap
+
+    n_steps = 1 + (len(models) if heatmap_images else 0) + 1
+    step = 0
+
+    def report(msg: str) -> None:
+        if progress is not None:
+            progress(step, n_steps, msg)
+
+    report("band accuracy")
+    bands = band_curves(models, x, y, cutoffs, reference=reference)
+    step += 1
+    maps = {}
+    if heatmap_images:
+        for name, model in models.items():
+            report(f"Fourier heat map: {name}")
+            maps[name] = fourier_heatmap(model, x[:heatmap_images], y[:heatmap_images], eps=eps)
+            step += 1
+    report("feature spectra")
+    spectra = feature_spectra(models, x[: min(len(x), 256)])
+    step += 1
+    report("done")
+    return FrequencyArtifacts(bands=bands, spectra=spectra, heatmaps=maps)

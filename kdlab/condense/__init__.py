@@ -1,0 +1,14 @@
+"""Dataset distillation: condense a training set into a few synthetic images per class, and evaluate them.
+
+``condense(train, method="dm", ipc=10)`` returns a ``SyntheticSet`` (a torch Dataset, saved as .npz,
+exported as PNG grids); ``evaluate_sets(sets, test)`` trains fresh networks on it by the field's protocol.
+"""
+from __future__ import annotations
+
+from kdlab.condense.distill import METHODS, CondenseConfig, channel_stats, condense
+from kdlab.condense.evaluate import CONVNET_PARAMS, EvalConfig, evaluate_sets, summarize
+from kdlab.condense.neighbours import nearest_real
+from kdlab.condense.synthetic import SyntheticSet
+
+__all__ = ["CONVNET_PARAMS", "METHODS", "CondenseConfig", "EvalConfig", "SyntheticSet", "channel_stats", "condense",
+           "evaluate_sets", "nearest_real", "summarize"]

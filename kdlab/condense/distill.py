@@ -1,0 +1,322 @@
+"""``condense(train, config)``: distil a training set into ``ipc`` synthetic images per class.
+
+Methods: ``dm`` (distribution matching), ``datadam`` (attention matching), ``dc`` (gradient matching),
+and the selection baselines ``random`` and ``herding``. DSA augmentation and the FYI flip are switches.
+Everything is drawn from ``seed`` (a private generator and a forked global RNG), so the same seed gives
+the same synthetic set. Work happens in normalised space (per-channel mean/std of the real data).
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdlab.condense import augment
+from kdlab.condense.baselines import check_ipc, herding, random_real
+from kdlab.condense.evaluate import CONVNET_PARAMS, EvalConfig, train_network
+from kdlab.condense.matching import (
+    attention,
+    class_means,
+    dam_loss,
+    dm_loss,
+    embed,
+    gradient_distance,
+    stage_paths,
+    stages_and_embedding,
+)
+from kdlab.condense.synthetic import SyntheticSet
+from kdlab.data.base import ArrayDataset
+from kdlab.errors import ConfigError
+from kdlab.models import MODELS, create
+
+METHODS = ("dm", "datadam", "dc", "random", "herding")
+LEARNED = ("dm", "datadam", "dc")
+INITS = ("real", "noise")
+LABELS = ("hard", "soft")
+HERDING_FEATURES = ("convnet", "pixel")
+DEFAULT_LR_IMG = {"dm": 1.0, "datadam": 1.0, "dc": 0.1}
+
+# progress(iteration, metrics, snapshot or None); called after every iteration (and at 0 with the start)
+Progress = Callable[[int, dict[str, float], "SyntheticSet | None"], None]
+
+
+@dataclass
+class CondenseConfig:
+    """Settings of one distillation (defaults follow the reference code; ``batch_real`` sized for CPU)."""
+
+    method: str = "dm"
+    ipc: int = 10
+    iterations: int = 400
+    init: str = "real"
+    labels: str = "hard"
+    batch_real: int = 64
+    lr_img: float | None = None  # None: 1.0 for dm/datadam, 0.1 for dc
+    momentum_img: float = 0.5
+    dsa: bool = True
+    dsa_strategy: str = augment.DEFAULT_STRATEGY
+    fyi: bool = False
+    model: str = "convnet"
+    model_params: dict[str, Any] = field(default_factory=lambda: dict(CONVNET_PARAMS))
+    attention_p: float = 4.0
+    attention_weight: float = 0.01
+    dc_outer_loop: int | None = None  # None: 1 at IPC 1, 10 otherwise (the reference's choice)
+    dc_inner_loop: int | None = None  # None: 1 at IPC 1, 50 otherwise
+    dc_lr_net: float = 0.01
+    dc_batch_train: int = 256
+    herding_features: str = "convnet"
+    reference_epochs: int = 5  # training of the ConvNet used for herding features and soft labels
+    soft_temperature: float = 1.0
+    snapshot_every: int = 50
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, choices in (("method", METHODS), ("init", INITS), ("labels", LABELS),
+                              ("herding_features", HERDING_FEATURES)):
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"condense.{name}: {getattr(self, name)!r} is not one of {list(choices)}")
+        for name, low in (("ipc", 1), ("iterations", 0), ("batch_real", 1), ("dc_batch_train", 1),
+                          ("reference_epochs", 1), ("snapshot_every", 0), ("seed", 0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ConfigError(f"condense.{name}: expected a whole number >= {low}, got {v!r}")
+        for name in ("dc_outer_loop", "dc_inner_loop"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ConfigError(f"condense.{name}: expected a whole number >= 1 or None, got {v!r}")
+        if self.lr_img is not None and not self.lr_img > 0:
+            raise ConfigError(f"condense.lr_img: must be > 0, got {self.lr_img!r}")
+        if not 0 <= self.momentum_img < 1:
+            raise ConfigError(f"condense.momentum_img: must be in [0, 1), got {self.momentum_img!r}")
+        if not self.attention_p > 0 or self.attention_weight < 0 or not self.soft_temperature > 0:
+            raise ConfigError("condense: attention_p and soft_temperature must be > 0, attention_weight >= 0")
+        MODELS.entry(self.model, where="condense.model")
+        self.model_params = MODELS.validate(self.model, dict(self.model_params), where="condense.model_params")
+        augment.parse_strategy(self.dsa_strategy)
+
+    @property
+    def ops(self) -> tuple[str, ...]:
+        """DSA operations used while matching (FYI flips explicitly, so 'flip' is dropped with it)."""
+        if not self.dsa:
+            return ()
+        ops = augment.parse_strategy(self.dsa_strategy)
+        return tuple(o for o in ops if o != "flip") if self.fyi else ops
+
+    @property
+    def step_lr(self) -> float:
+        return self.lr_img if self.lr_img is not None else DEFAULT_LR_IMG.get(self.method, 1.0)
+
+    def dc_loops(self) -> tuple[int, int]:
+        outer = self.dc_outer_loop or (1 if self.ipc == 1 else 10)
+        inner = self.dc_inner_loop or (1 if self.ipc == 1 else 50)
+        return outer, inner
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of images (N, C, H, W), in float64 (std floored at 1e-6)."""
+    xd = x.double().transpose(0, 1).flatten(1)
+    return tuple(xd.mean(1).tolist()), tuple(xd.std(1).clamp_min(1e-6).tolist())
+
+
+class _Job:
+    """The state of one distillation: normalised real data, generator, synthetic tensor, optimiser."""
+
+    def __init__(self, train: ArrayDataset, cfg: CondenseConfig, progress: Progress | None):
+        self.cfg, self.progress = cfg, progress
+        self.members = check_ipc(train, cfg.ipc)
+        self.k = train.num_classes
+        self.train = train
+        self.mean, self.std = channel_stats(train.x)
+        self.m = torch.tensor(self.mean).view(1, -1, 1, 1)
+        self.s = torch.tensor(self.std).view(1, -1, 1, 1)
+        self.real = (train.x - self.m) / self.s
+        self.g = torch.Generator().manual_seed(cfg.seed)
+        self.b = min(cfg.batch_real, min(len(m) for m in self.members))
+        self.y_syn = torch.arange(self.k).repeat_interleave(cfg.ipc)
+        self.ops = cfg.ops
+        self.history: list[float] = []
+        self.times: list[float] = []
+
+    # -- helpers --------------------------------------------------------------------------------
+    def new_net(self) -> nn.Module:
+        return create(self.cfg.model, self.k, self.train.in_shape, **self.cfg.model_params)
+
+    def real_batch(self) -> torch.Tensor:
+        """``b`` random real images of every class, class-major (K * b, C, H, W)."""
+        idx = torch.cat([m[torch.randperm(len(m), generator=self.g)[:self.b]] for m in self.members])
+        return self.real[idx]
+
+    def with_flips(self, syn: torch.Tensor) -> torch.Tensor:
+        """FYI: each class's synthetic images followed by their horizontal flips (class-major)."""
+        if not self.cfg.fyi:
+            return syn
+        v = syn.view(self.k, self.cfg.ipc, *syn.shape[1:])
+        return torch.cat([v, v.flip(-1)], 1).flatten(0, 1)
+
+    def augment_pair(self, xr: torch.Tensor, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Siamese DSA: one operation per class; synthetic image j of class c copies real sample j's draw."""
+        if not self.ops:
+            return xr, xs
+        k = self.k
+        per_r, per_s = len(xr) // k, len(xs) // k
+        p = augment.sample(len(xr), self.ops, self.g, torch.arange(k).repeat_interleave(per_r))
+        j = torch.arange(per_s) % per_r
+        take = (torch.arange(k).view(-1, 1) * per_r + j.view(1, -1)).flatten()
+        return augment.apply(xr, p), augment.apply(xs, p.take(take))
+
+    def snapshot(self, syn: torch.Tensor, it: int) -> SyntheticSet:
+        return SyntheticSet(syn.detach() * self.s + self.m, self.y_syn.clone(), list(self.train.classes),
+                            self.mean, self.std, meta={"iteration": it})
+
+    def report(self, it: int, metrics: dict[str, float], syn: torch.Tensor, last: bool = False) -> None:
+        if self.progress is None:
+            return
+        every = self.cfg.snapshot_every
+        snap = it == 0 or last or (every > 0 and it % every == 0)
+        self.progress(it, metrics, self.snapshot(syn, it) if snap else None)
+
+    # -- methods --------------------------------------------------------------------------------
+    def init_syn(self) -> torch.Tensor:
+        if self.cfg.init == "real":
+            return self.real[random_real(self.train, self.cfg.ipc, self.g)].clone()
+        return torch.randn(self.k * self.cfg.ipc, *self.train.in_shape, generator=self.g)
+
+    def run(self) -> torch.Tensor:
+        syn = self.init_syn().requires_grad_(True)
+        opt = torch.optim.SGD([syn], lr=self.cfg.step_lr, momentum=self.cfg.momentum_img)
+        step = {"dm": self.dm_step, "datadam": self.dam_step, "dc": self.dc_step}[self.cfg.method]
+        self.report(0, {"loss": float("nan"), "time_s": 0.0}, syn, last=self.cfg.iterations == 0)
+        for it in range(1, self.cfg.iterations + 1):
+            t0 = time.perf_counter()
+            loss = step(syn, opt)
+            self.times.append(time.perf_counter() - t0)
+            self.history.append(loss)
+            self.report(it, {"loss": loss, "time_s": self.times[-1]}, syn,
+                        last=it == self.cfg.iterations)
+        return syn.detach()
+
+    def frozen_net(self) -> nn.Module:
+        net = self.new_net().train()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        return net
+
+    def dm_step(self, syn: torch.Tensor, opt: torch.optim.Optimizer) -> float:
+        net = self.frozen_net()
+        xr, xs = self.augment_pair(self.real_batch(), self.with_flips(syn))
+        with torch.no_grad():
+            real_means = class_means(embed(net, xr), self.k)
+        loss = dm_loss(real_means, embed(net, xs), self.k)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    def dam_step(self, syn: torch.Tensor, opt: torch.optim.Optimizer) -> float:
+        net = self.frozen_net()
+        paths, p = stage_paths(net), self.cfg.attention_p
+        xr, xs = self.augment_pair(self.real_batch(), self.with_flips(syn))
+        with torch.no_grad():
+            feats, emb = stages_and_embedding(net, xr, paths)
+            real = ([class_means(attention(f, p), self.k) for f in feats], class_means(emb, self.k))
+        feats, emb = stages_and_embedding(net, xs, paths)
+        loss = dam_loss(real, ([attention(f, p) for f in feats], emb), self.k, self.cfg.attention_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    def dc_step(self, syn: torch.Tensor, opt: torch.optim.Optimizer) -> float:
+        net = self.new_net().train()
+        params = [p for p in net.parameters() if p.requires_grad]
+        net_opt = torch.optim.SGD(params, lr=self.cfg.dc_lr_net)
+        outer, inner = self.cfg.dc_loops()
+        total = 0.0
+        for ol in range(outer):
+            xr_all, xs_all = self.augment_pair(self.real_batch(), self.with_flips(syn))
+            per_r, per_s = len(xr_all) // self.k, len(xs_all) // self.k
+            loss = syn.new_zeros(())
+            for c in range(self.k):
+                xr, xs = xr_all[c * per_r:(c + 1) * per_r], xs_all[c * per_s:(c + 1) * per_s]
+                lr_ = F.cross_entropy(net(xr), torch.full((len(xr),), c))
+                g_real = [g.detach() for g in torch.autograd.grad(lr_, params)]
+                ls = F.cross_entropy(net(xs), torch.full((len(xs),), c))
+                g_syn = torch.autograd.grad(ls, params, create_graph=True)
+                loss = loss + gradient_distance(g_real, g_syn)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+            if ol == outer - 1:
+                break
+            x_fixed = self.with_flips(syn.detach())
+            y_fixed = torch.arange(self.k).repeat_interleave(len(x_fixed) // self.k)
+            for _ in range(inner):
+                idx = torch.randperm(len(x_fixed), generator=self.g)[:self.cfg.dc_batch_train]
+                xb = x_fixed[idx]
+                if self.ops:
+                    xb = augment.apply(xb, augment.sample(len(xb), self.ops, self.g))
+                step_loss = F.cross_entropy(net(xb), y_fixed[idx])
+                net_opt.zero_grad(set_to_none=True)
+                step_loss.backward()
+                net_opt.step()
+        return total / outer
+
+    def reference_net(self) -> nn.Module:
+        """A ConvNet trained on the real data (herding features, soft labels)."""
+        net = self.new_net()
+        cfg = EvalConfig(models=(self.cfg.model,), epochs=self.cfg.reference_epochs, lr=0.01, dsa=False,
+                         batch_size=256)
+        return train_network(net, self.real, self.train.y, cfg, self.g).eval()
+
+
+def condense(train: ArrayDataset, config: CondenseConfig | None = None, progress: Progress | None = None,
+             teacher: nn.Module | None = None, **overrides: Any) -> SyntheticSet:
+    """Distil ``train`` into a ``SyntheticSet`` of ``ipc`` images per class.
+
+    ``config`` or keyword overrides of ``CondenseConfig``. ``progress(it, metrics, snapshot)`` is called
+    after every iteration, with a snapshot every ``snapshot_every`` iterations (and at 0 and the end).
+    ``teacher`` (a network on normalised inputs) gives soft labels; without one, ``labels='soft'``
+    trains a ConvNet on ``train`` for ``reference_epochs``.
+    """
+    if config is not None and overrides:
+        raise ConfigError("condense: pass either a CondenseConfig or keyword overrides, not both")
+    cfg = config or CondenseConfig(**overrides)
+    if not isinstance(train, ArrayDataset):
+        raise ConfigError(f"train: expected a kdlab ArrayDataset, got {type(train).__name__}")
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        job = _Job(train, cfg, progress)
+        ref = None
+        if cfg.method in LEARNED:
+            syn = job.run()
+        else:
+            if cfg.method == "random":
+                idx = random_real(train, cfg.ipc, job.g)
+            else:
+                ref = job.reference_net() if cfg.herding_features == "convnet" else None
+                idx = herding(ArrayDataset(job.real, train.y, classes=list(train.classes)), cfg.ipc,
+                              embed=(lambda x: embed(ref, x)) if ref is not None else None)
+            syn = job.real[idx].clone()
+            job.report(0, {"loss": float("nan"), "time_s": 0.0}, syn, last=True)
+        soft = None
+        if cfg.labels == "soft":
+            teacher = teacher or ref or job.reference_net()
+            with torch.no_grad():
+                teacher.eval()
+                soft = F.softmax(teacher(syn) / cfg.soft_temperature, 1)
+    elapsed = time.perf_counter() - t0
+    n_it = cfg.iterations if cfg.method in LEARNED else 0
+    meta = {"method": cfg.method, "ipc": cfg.ipc, "iterations": n_it, "seed": cfg.seed, "time_s": elapsed,
+            "time_per_iteration_s": statistics.median(job.times) if job.times else None,
+            "loss": job.history, "config": cfg.to_dict(), "data": train.name}
+    return SyntheticSet(syn * job.s + job.m, job.y_syn.clone(), list(train.classes), job.mean, job.std, soft, meta)

@@ -1,0 +1,147 @@
+"""Run a dataset-distillation spec (``task: condense``) end to end and leave its files in the run folder.
+
+Progress (loss and time per iteration) goes to the store as step metrics; snapshots of the synthetic set
+go to ``snapshots/it<NNNNNN>.npz`` every ``snapshot_every`` iterations (for the viewer's slider); the final
+set to ``artifacts/synthetic.npz`` and ``artifacts/synthetic_grid.png``; the evaluation (one row per
+network) to ``artifacts/condense_eval.json``; the summary to ``results.json`` (test accuracy as the
+student's, so run tables and reports read it like any run).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from kdlab.condense import CondenseConfig, EvalConfig, SyntheticSet, condense, evaluate_sets, summarize
+from kdlab.errors import ConfigError
+from kdlab.runs.artifacts import RESULTS_FILE
+from kdlab.runs.spec import load_spec
+
+SNAPSHOT_DIR = "snapshots"
+SYNTHETIC_FILE = "synthetic.npz"
+GRID_FILE = "synthetic_grid.png"
+EVAL_FILE = "condense_eval.json"
+
+
+def snapshot_path(run_dir: str | os.PathLike[str], iteration: int) -> Path:
+    """Where the snapshot at ``iteration`` is written."""
+    return Path(run_dir) / SNAPSHOT_DIR / f"it{iteration:06d}.npz"
+
+
+@dataclass
+class CondenseResult:
+    """The synthetic set, its evaluation (one row per network) and the run summary."""
+
+    synthetic: SyntheticSet
+    evaluation: pd.DataFrame
+    summary: dict[str, float] = field(default_factory=dict)
+
+
+class _Progress:
+    """Buffers per-iteration metrics into the store (a commit every ``flush_every_s``) and writes snapshots."""
+
+    def __init__(self, store: Any, run_id: str | None, run_dir: Path | None, flush_every_s: float = 2.0):
+        self.store, self.run_id, self.run_dir = store, run_id, run_dir
+        self.rows: list[tuple[Any, ...]] = []
+        self.events: list[tuple[str, str]] = []
+        self.flush_every_s, self.last = flush_every_s, time.monotonic()
+
+    def __call__(self, it: int, metrics: dict[str, float], snapshot: SyntheticSet | None) -> None:
+        now = time.time()
+        if it > 0:
+            self.rows += [(it, None, "step", f"condense/{k}", v, now) for k, v in metrics.items()]
+        if snapshot is not None and self.run_dir is not None:
+            snapshot.save(snapshot_path(self.run_dir, it))
+            self.events.append(("info", f"snapshot at iteration {it}"))
+        if time.monotonic() - self.last > self.flush_every_s or snapshot is not None:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.store is not None and self.run_id is not None and (self.rows or self.events):
+            self.store.add_metrics(self.run_id, self.rows, self.events)
+        self.rows, self.events, self.last = [], [], time.monotonic()
+
+    def log(self, message: str) -> None:
+        self.events.append(("info", message))
+        self.flush()
+
+
+def run_condensation(source: Any, run_dir: str | os.PathLike[str] | None = None, store: Any = None,
+                     run_id: str | None = None) -> CondenseResult:
+    """Distil the spec's training split, evaluate the set on its test split, write the run folder's files.
+
+    ``store``/``run_id``: where progress metrics go (the worker passes them); without, it runs quietly.
+    The work runs on the CPU (whatever ``device`` says).
+    """
+    from kdlab.runs.experiment import environment, load_splits
+
+    spec = load_spec(source)
+    if spec.task != "condense" or spec.condense is None:
+        raise ConfigError(f"task: run_condensation needs a spec with task: condense, got {spec.task!r}")
+    run_dir = Path(run_dir) if run_dir is not None else None
+    if run_dir is not None:
+        shutil.rmtree(run_dir / SNAPSHOT_DIR, ignore_errors=True)  # an earlier attempt's snapshots
+    splits = load_splits(spec)
+    cfg = CondenseConfig(**spec.condense.params, seed=spec.seed)
+    ev = EvalConfig(**spec.condense.evaluation, seed=spec.seed)
+    progress = _Progress(store, run_id, run_dir)
+    progress.log(f"condensing {spec.data.name} ({len(splits.train)} images) with {cfg.method}, IPC {cfg.ipc}, "
+                 f"{cfg.iterations} iterations")
+    syn = condense(splits.train, cfg, progress=progress)
+    progress.flush()
+    progress.log(f"evaluating: {ev.n_nets} x {', '.join(ev.models)} trained {ev.epochs} epochs on the set")
+    rows = evaluate_sets({"final": syn}, splits.test, ev)
+    table = summarize(rows)
+    summary: dict[str, float] = {"test/acc": float(table["mean"].iloc[0]), "test/acc_std": float(table["std"].iloc[0]),
+                                 "condense/time_s": float(syn.meta["time_s"])}
+    for model, r in table.iterrows():
+        summary[f"test/acc/{model}"], summary[f"test/acc_std/{model}"] = float(r["mean"]), float(r["std"])
+    if syn.meta.get("time_per_iteration_s"):
+        summary["condense/time_per_iteration_s"] = float(syn.meta["time_per_iteration_s"])
+    if run_dir is not None:
+        art = run_dir / "artifacts"
+        syn.save(art / SYNTHETIC_FILE)
+        syn.save_png(art / GRID_FILE)
+        (art / EVAL_FILE).write_text(json.dumps({"rows": rows.to_dict("records"), "config": ev.__dict__ | {
+            "ops": list(ev.ops)}}, indent=2, default=str))
+        result = {"spec": spec.to_dict(), "teacher": {}, "student": {**summary, "train_time_s": summary[
+            "condense/time_s"]}, "history": [], "environment": environment("cpu"),
+            "notes": [f"dataset distillation ({cfg.method}, IPC {cfg.ipc}); test accuracy of networks trained "
+                      f"only on the synthetic set, mean over {len(rows)} networks"],
+            "condense": {"method": cfg.method, "ipc": cfg.ipc, "iterations": syn.meta["iterations"]}}
+        tmp = run_dir / f"{RESULTS_FILE}.tmp"
+        tmp.write_text(json.dumps(result, indent=2, default=str))
+        os.replace(tmp, run_dir / RESULTS_FILE)
+    progress.log("evaluation: " + ", ".join(f"{m} {r['mean']:.2%} +- {r['std']:.2%}" for m, r in table.iterrows()))
+    return CondenseResult(syn, rows, summary)
+
+
+def load_synthetic(run_dir: str | os.PathLike[str]) -> SyntheticSet | None:
+    """The final synthetic set of a condensation run folder (None when it has none)."""
+    path = Path(run_dir) / "artifacts" / SYNTHETIC_FILE
+    return SyntheticSet.load(path) if path.is_file() else None
+
+
+def list_snapshots(run_dir: str | os.PathLike[str]) -> list[int]:
+    """Iterations that have a snapshot in the run folder, ascending (grows while the run goes)."""
+    folder = Path(run_dir) / SNAPSHOT_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(int(p.stem[2:]) for p in folder.glob("it*.npz") if p.stem[2:].isdigit())
+
+
+def load_snapshot(run_dir: str | os.PathLike[str], iteration: int) -> SyntheticSet:
+    """The snapshot at ``iteration`` (see ``list_snapshots``)."""
+    return SyntheticSet.load(snapshot_path(run_dir, iteration))
+
+
+def load_evaluation(run_dir: str | os.PathLike[str]) -> pd.DataFrame | None:
+    """The evaluation rows (``set, model, net, acc``) of a condensation run folder, or None."""
+    path = Path(run_dir) / "artifacts" / EVAL_FILE
+    return pd.DataFrame(json.loads(path.read_text())["rows"]) if path.is_file() else None

@@ -1,0 +1,50 @@
+"""Matching losses against their formulas: DM mean distance, DataDAM attention, DC layer-wise distance."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from kdlab.condense.matching import attention, class_means, dam_loss, dm_loss, gradient_distance
+
+
+def test_dm_loss_is_the_squared_distance_of_class_means():
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(3, 5, 4, generator=g)  # 3 classes x 5 samples x 4 dims
+    syn = torch.randn(3, 2, 4, generator=g)
+    expected = sum(float(((real[c].mean(0) - syn[c].mean(0)) ** 2).sum()) for c in range(3))
+    got = dm_loss(class_means(real.flatten(0, 1), 3), syn.flatten(0, 1), 3)
+    assert math.isclose(float(got), expected, rel_tol=1e-6)
+    same = dm_loss(class_means(real.flatten(0, 1), 3), real.flatten(0, 1), 3)
+    assert float(same) < 1e-10
+
+
+def test_attention_is_normalised_sum_of_powers():
+    f = torch.tensor([[[[1.0, -2.0]], [[3.0, 0.0]]]])  # (1, 2 channels, 1, 2)
+    a = attention(f, 2)
+    raw = torch.tensor([1 + 9, 4 + 0.0])
+    assert torch.allclose(a, (raw / raw.norm()).view(1, 2))
+    assert torch.allclose(attention(3 * f, 4), attention(f, 4))  # scale-free
+
+
+def test_dam_loss_adds_weighted_attention_to_dm():
+    g = torch.Generator().manual_seed(1)
+    feats_r, feats_s = torch.rand(4, 3, 2, 2, generator=g), torch.rand(2, 3, 2, 2, generator=g)
+    emb_r, emb_s = torch.randn(4, 5, generator=g), torch.randn(2, 5, generator=g)
+    real = ([class_means(attention(feats_r, 4), 2)], class_means(emb_r, 2))
+    syn = ([attention(feats_s, 4)], emb_s)
+    att = float(((class_means(attention(feats_r, 4), 2) - class_means(attention(feats_s, 4), 2)) ** 2).sum())
+    dm = float(dm_loss(class_means(emb_r, 2), emb_s, 2))
+    assert math.isclose(float(dam_loss(real, syn, 2, 0.5)), 0.5 * att + dm, rel_tol=1e-6)
+
+
+def test_gradient_distance_limits_and_bias_ignored():
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(6, 3, 3, 3, generator=g)
+    lin = torch.randn(4, 10, generator=g)
+    bias = torch.randn(6, generator=g)
+    assert float(gradient_distance([w, lin, bias], [w, lin, -bias])) < 1e-5  # equal (bias ignored)
+    assert math.isclose(float(gradient_distance([w, lin], [-w, -lin])), 2 * (6 + 4), rel_tol=1e-5)  # opposite
+    assert float(gradient_distance([w], [5 * w])) < 1e-5  # scale invariant per output unit
+    ortho = gradient_distance([torch.tensor([[1.0, 0.0]])], [torch.tensor([[0.0, 1.0]])])
+    assert math.isclose(float(ortho), 1.0, rel_tol=1e-6)
