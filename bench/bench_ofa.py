@@ -9,12 +9,9 @@ import argparse
 
 import torch
 
-from bench.common import OUT, VIT_OPTIM, markdown, save
+from bench.common import OUT, VIT_OPTIM, kd_setup, markdown, save
 from kdlab.analysis.cka import cka_matrix, matched_diagonal
-from kdlab.data import load
-from kdlab.distill import create_distiller
 from kdlab.distill.evaluate import predict, score
-from kdlab.distill.trainer import TrainConfig, Trainer
 from kdlab.models import create
 from kdlab.ui.representations import default_layers
 
@@ -27,18 +24,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=3)
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    train, val, test = (load("mnist5k", split=s) for s in ("train", "val", "test"))
-    cfg = lambda e, **o: TrainConfig(**{"epochs": e, "batch_size": 64, "lr": 0.05, "device": "cpu", "seed": 0, **o})  # noqa: E731
-    torch.manual_seed(0)
-    teacher = create("convnet", 10, train.in_shape, width=32, depth=3)
-    Trainer(create_distiller("vanilla", None, teacher, train.in_shape), cfg(args.epochs + 1)).fit(train, val)
+    train, _val, test, teacher, train_kd = kd_setup(args.epochs + 1)
     rows, grids = [], {}
     for label, (name, params) in STUDENTS.items():
         torch.manual_seed(0)
         s = create(name, 10, train.in_shape, **params)
-        Trainer(create_distiller("kd", teacher, s, train.in_shape), cfg(args.epochs, **OPTIM.get(label, {}))).fit(
-            train, val)
+        train_kd(s, args.epochs, **OPTIM.get(label, {}))
         df = cka_matrix(teacher, s, test, default_layers(teacher), default_layers(s), batch_size=250)
         grids[label] = df
         diag = matched_diagonal(df)

@@ -10,12 +10,9 @@ import argparse
 import torch
 from scipy.stats import kendalltau
 
-from bench.common import VIT_OPTIM, markdown, save
+from bench.common import VIT_OPTIM, kd_setup, markdown, save
 from kdlab.analysis.student_choice import rank_students
-from kdlab.data import load
-from kdlab.distill import create_distiller
 from kdlab.distill.evaluate import predict, score
-from kdlab.distill.trainer import TrainConfig, Trainer
 from kdlab.models import create
 
 CANDIDATES = {
@@ -33,12 +30,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--teacher-epochs", type=int, default=4)
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    train, val, test = (load("mnist5k", split=s) for s in ("train", "val", "test"))
-    cfg = lambda e, **o: TrainConfig(**{"epochs": e, "batch_size": 64, "lr": 0.05, "device": "cpu", "seed": 0, **o})  # noqa: E731
-    torch.manual_seed(0)
-    teacher = create("convnet", 10, train.in_shape, width=32, depth=3)
-    Trainer(create_distiller("vanilla", None, teacher, train.in_shape), cfg(args.teacher_epochs)).fit(train, val)
+    train, val, test, teacher, train_kd = kd_setup(args.teacher_epochs)
     t_acc = score(predict(teacher, test), test.y).acc
     tables = {m: rank_students(teacher, CANDIDATES, val, n_samples=128, metric=m) for m in ("relation", "cka")}
     acc = {}
@@ -46,7 +38,7 @@ def main() -> None:
         torch.manual_seed(0)
         student = create(c["name"], 10, train.in_shape, **c["params"])
         optim = VIT_OPTIM if c["name"] == "vit_tiny" else {}
-        Trainer(create_distiller("kd", teacher, student, train.in_shape), cfg(args.epochs, **optim)).fit(train, val)
+        train_kd(student, args.epochs, **optim)
         acc[label] = score(predict(student, test), test.y).acc
         print(label, acc[label], flush=True)
     rows, taus = [], {}

@@ -8,6 +8,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -62,3 +63,25 @@ def save(name: str, text: str, data: object) -> None:
 
 #: Transformers do not train with the CNNs' SGD at lr 0.05 in a few epochs; they get AdamW, as in the ViT papers.
 VIT_OPTIM = {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 0.05}
+
+
+def kd_setup(teacher_epochs: int) -> tuple[Any, Any, Any, Any, Callable[..., Any]]:
+    """The KD benches' common start on mnist5k: one thread, the three splits, a ConvNet-3 (width 32) teacher
+    trained for ``teacher_epochs``, and ``train_kd(student, epochs, **options)`` for students."""
+    from kdlab.data import load
+    from kdlab.distill import create_distiller
+    from kdlab.distill.trainer import TrainConfig, Trainer
+    from kdlab.models import create
+
+    torch.set_num_threads(1)
+    train, val, test = (load("mnist5k", split=s) for s in ("train", "val", "test"))
+
+    def fit(teacher: Any, student: Any, epochs: int, **options: Any) -> None:
+        cfg = TrainConfig(**{"epochs": epochs, "batch_size": 64, "lr": 0.05, "device": "cpu", "seed": 0, **options})
+        Trainer(create_distiller("kd" if teacher is not None else "vanilla", teacher, student, train.in_shape),
+                cfg).fit(train, val)
+
+    torch.manual_seed(0)
+    teacher = create("convnet", 10, train.in_shape, width=32, depth=3)
+    fit(None, teacher, teacher_epochs)
+    return train, val, test, teacher, lambda student, epochs, **o: fit(teacher, student, epochs, **o)

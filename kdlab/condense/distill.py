@@ -22,11 +22,12 @@ from kdlab.condense.baselines import check_ipc, herding, random_real
 from kdlab.condense.evaluate import CONVNET_PARAMS, EvalConfig, train_network
 from kdlab.condense.matching import (
     attention,
-    class_means,
+    channels_last_copy,
     dam_loss,
     dm_loss,
     embed,
     gradient_distance,
+    per_class_means,
     stage_paths,
     stages_and_embedding,
 )
@@ -213,7 +214,8 @@ class _Job:
         net = self.frozen_net()
         xr, xs = self.augment_pair(self.real_batch(), self.with_flips(syn))
         with torch.no_grad():
-            real_means = class_means(embed(net, xr), self.k)
+            fast = channels_last_copy(net)
+            real_means = per_class_means(lambda x: embed(fast, x), xr, self.k)
         loss = dm_loss(real_means, embed(net, xs), self.k)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -225,8 +227,13 @@ class _Job:
         paths, p = stage_paths(net), self.cfg.attention_p
         xr, xs = self.augment_pair(self.real_batch(), self.with_flips(syn))
         with torch.no_grad():
-            feats, emb = stages_and_embedding(net, xr, paths)
-            real = ([class_means(attention(f, p), self.k) for f in feats], class_means(emb, self.k))
+            fast = channels_last_copy(net)
+
+            def maps(x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+                feats, emb = stages_and_embedding(fast, x, paths)
+                return [attention(f, p) for f in feats], emb
+
+            real = per_class_means(maps, xr, self.k)
         feats, emb = stages_and_embedding(net, xs, paths)
         loss = dam_loss(real, ([attention(f, p) for f in feats], emb), self.k, self.cfg.attention_weight)
         opt.zero_grad(set_to_none=True)
@@ -318,5 +325,6 @@ def condense(train: ArrayDataset, config: CondenseConfig | None = None, progress
     n_it = cfg.iterations if cfg.method in LEARNED else 0
     meta = {"method": cfg.method, "ipc": cfg.ipc, "iterations": n_it, "seed": cfg.seed, "time_s": elapsed,
             "time_per_iteration_s": statistics.median(job.times) if job.times else None,
+            "time_per_iteration_s_all": job.times,
             "loss": job.history, "config": cfg.to_dict(), "data": train.name}
     return SyntheticSet(syn * job.s + job.m, job.y_syn.clone(), list(train.classes), job.mean, job.std, soft, meta)

@@ -14,14 +14,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from kdlab.data.base import ArrayDataset
+from kdlab.data.base import ArrayDataset, ImageTensors
 from kdlab.errors import ConfigError, ShapeError
 
 
 @dataclass
-class SyntheticSet(Dataset):
+class SyntheticSet(ImageTensors):
     """``x`` (N, C, H, W) float32, hard labels ``y`` (N,), optional ``soft`` label distributions (N, K)."""
 
     x: torch.Tensor
@@ -48,20 +47,6 @@ class SyntheticSet(Dataset):
             if self.soft.shape != (len(self.y), len(self.classes)):
                 raise ShapeError(f"synthetic set: soft labels must be ({len(self.y)}, {len(self.classes)}), "
                                  f"got {tuple(self.soft.shape)}")
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        return self.x[i], self.y[i], i
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def in_shape(self) -> tuple[int, int, int]:
-        return tuple(self.x.shape[1:])  # type: ignore[return-value]
 
     @property
     def ipc(self) -> int:

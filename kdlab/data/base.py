@@ -42,12 +42,32 @@ DATASETS = DatasetRegistry("dataset")
 SPLITS = ("train", "val", "test")
 
 
-@dataclass
-class ArrayDataset(Dataset):
-    """Images ``x`` (N, C, H, W) float32 in [0, 1] and labels ``y`` (N,) int64, held in memory.
+class ImageTensors(Dataset):
+    """In-memory images ``x`` (N, C, H, W) with labels ``y`` and class names: items are ``(x, y, index)`` (the
+    index lets the trainer cache teacher outputs per sample). Real and synthetic sets share this face."""
 
-    Items are ``(x, y, index)``: the index lets the trainer cache teacher outputs per sample.
-    """
+    x: torch.Tensor
+    y: torch.Tensor
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        return self.x[i], self.y[i], i
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def in_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x.shape[1:])  # type: ignore[return-value]
+
+
+@dataclass
+class ArrayDataset(ImageTensors):
+    """Images ``x`` (N, C, H, W) float32 in [0, 1] and labels ``y`` (N,) int64, held in memory."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -65,20 +85,6 @@ class ArrayDataset(Dataset):
         if not self.classes:
             n = int(self.y.max()) + 1 if len(self.y) else 0
             self.classes = [str(i) for i in range(n)]
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        return self.x[i], self.y[i], i
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def in_shape(self) -> tuple[int, int, int]:
-        return tuple(self.x.shape[1:])  # type: ignore[return-value]
 
     def subset(self, index: np.ndarray | torch.Tensor, name: str | None = None) -> ArrayDataset:
         """A new dataset holding the rows ``index`` (same classes)."""

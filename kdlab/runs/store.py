@@ -279,6 +279,12 @@ class Store:
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return self._conn().execute(sql, args).fetchall()
 
+    def _read_tuples(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
+        """Rows as plain tuples: ~10x faster than ``sqlite3.Row`` for the tens of thousands of metric rows."""
+        cur = self._conn().cursor()
+        cur.row_factory = None
+        return cur.execute(sql, args).fetchall()
+
     # -- paths -----------------------------------------------------------------------------------
     def run_dir(self, run_id: str) -> Path:
         """The run's folder ``<root>/runs/<id>`` (the id is validated; the folder is not created)."""
@@ -600,8 +606,8 @@ class Store:
         if keys:
             sql += f" AND key IN ({','.join('?' * len(keys))})"
             args += list(keys)
-        rows = self._read(sql + " ORDER BY seq", args)
-        df = pd.DataFrame([tuple(r) for r in rows], columns=["seq", "step", "epoch", "kind", "key", "value", "time"])
+        rows = self._read_tuples(sql + " ORDER BY seq", args)
+        df = pd.DataFrame.from_records(rows, columns=["seq", "step", "epoch", "kind", "key", "value", "time"])
         return df.astype({"seq": "int64", "step": "int64", "epoch": "float64", "value": "float64",
                           "time": "float64"})
 

@@ -99,25 +99,45 @@ def lazy_card(build: Any, title: str, collapsed: bool, **kw: Any) -> pn.Card:
     return card
 
 
+def when_loaded(fn: Any) -> None:
+    """Run ``fn`` once the browser has drawn the first view (served), or at once (built in Python): what the
+    first view does not need (the runs table, the launch form) must not delay it."""
+    if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+        pn.state.onload(fn)
+    else:
+        fn()
+
+
 def runs_page(dash: Dashboard) -> Any:
-    """Launch runs, follow one live, cancel/resume it, browse and tag the store's runs."""
-    live = LiveCurves(dash.store)
+    """Launch runs, follow one live, cancel/resume it, browse and tag the store's runs. The newest run's live
+    curves come first; the runs table and the launch card join them once the page is drawn."""
+    newest = dash.store.list_runs(refresh=False)["id"]
+    live = LiveCurves(dash.store, run_id=str(newest.iloc[0]) if len(newest) else None)
+    dash.components["live"] = live
+    launch_slot = pn.Column(sizing_mode="stretch_width")
+    runs = pn.Column(pn.pane.Markdown("### Runs"), sizing_mode="stretch_width")
 
-    def launched(handle: Any) -> None:
-        live.run_id = handle.id
-        dash.components["runs"].refresh()
+    def launcher() -> Any:
+        """The launch form, built when its card first opens (``components['launcher']`` from then on)."""
 
-    launcher = Launcher(dash.store, on_launch=launched)
-    table = RunsTable(dash.store, on_open=dash.open_run)
-    if len(table.all):
-        live.run_id = str(table.all["id"].iloc[0])
-    dash.components.update(launcher=launcher, live=live, runs=table)
-    return pn.Column(
-        lazy_card(launcher.panel, "Launch a run", collapsed=bool(len(table.all)), css_classes=["kdlab-launch-card"]),
-        pn.Row(pn.Column(pn.pane.Markdown("### Runs"), table.panel(), sizing_mode="stretch_width"),
-               pn.Column(pn.pane.Markdown("### Live"), live.panel(), sizing_mode="stretch_width"),
-               sizing_mode="stretch_width"),
-        sizing_mode="stretch_width")
+        def launched(handle: Any) -> None:
+            live.run_id = handle.id
+            dash.components["runs"].refresh()
+
+        dash.components["launcher"] = form = Launcher(dash.store, on_launch=launched)
+        return form.panel()
+
+    def rest() -> None:
+        dash.components["runs"] = table = RunsTable(dash.store, on_open=dash.open_run)
+        runs.append(table.panel())
+        launch_slot.objects = [lazy_card(launcher, "Launch a run", collapsed=bool(len(table.all)),
+                                         css_classes=["kdlab-launch-card"])]
+
+    when_loaded(rest)
+    return pn.Column(launch_slot, pn.Row(runs, pn.Column(pn.pane.Markdown("### Live"), live.panel(),
+                                                         sizing_mode="stretch_width"),
+                                         sizing_mode="stretch_width"),
+                     sizing_mode="stretch_width")
 
 
 def compare_page(dash: Dashboard) -> Any:

@@ -8,9 +8,6 @@ Plain calls: ``neighbours(progress, synthetic, real, space=...)`` and ``launch_c
 """
 from __future__ import annotations
 
-import html
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +22,9 @@ from kdlab.data.base import ArrayDataset
 from kdlab.errors import ConfigError
 from kdlab.runs.condense import list_snapshots, load_snapshot, load_synthetic
 from kdlab.runs.store import Store
-from kdlab.ui.pages import register_page
-from kdlab.ui.tasks import Task, submit
+from kdlab.ui.pages import register_component_page
+from kdlab.ui.task_widget import TaskWidget
+from kdlab.ui.tasks import Task, poll, show_queued, submit
 
 
 @dataclass
@@ -203,8 +201,7 @@ class DistilledImagesPage(param.Parameterized):
         self._shown = syn
         self.task = submit(lambda progress: neighbours(progress, syn, _train_data(self.store, self.run_id),
                                                        space=self.space))
-        self.button.disabled, self.progress.visible, self.progress.value = True, True, 0
-        self.status.object = "queued"
+        show_queued(self.button, self.progress, self.status)
         return self.task
 
     def launch(self) -> str:
@@ -221,18 +218,10 @@ class DistilledImagesPage(param.Parameterized):
             self._update_snapshots()
             if self._snapshots != before:
                 self._draw()
-        task = self.task
-        if task is None or not self.button.disabled:
-            return
-        self.progress.value = int(100 * task.progress.fraction)
-        if not task.done:
-            self.status.object = f"computing: {html.escape(task.progress.message)}"
-            return
-        self.button.disabled, self.progress.visible = False, False
-        if task.error() is not None:
-            self.status.object = f"failed: {html.escape(str(task.error()))}"
-            return
-        for pane, fig in zip(self.extra, neighbour_figures(task.result(), self._shown), strict=True):
+        poll(self.task, self.button, self.progress, self.status, self._show_neighbours)
+
+    def _show_neighbours(self, found: Neighbours) -> None:
+        for pane, fig in zip(self.extra, neighbour_figures(found, self._shown), strict=True):
             pane.object, pane.visible = fig, True
         self.status.object = "done"
 
@@ -247,21 +236,17 @@ class DistilledImagesPage(param.Parameterized):
         return self.panel()
 
 
-def distilled_images_page(dash: Any) -> Any:
-    """Synthetic images of condensation runs, their evolution and their nearest real images."""
-    page = DistilledImagesPage(dash.store)
-    dash.components["distilled_images"] = page
-    return page.panel()
-
-
-register_page("Distilled images", distilled_images_page, order=60, replace=True)
+register_component_page("Distilled images", DistilledImagesPage, "distilled_images", order=60,
+                        doc="Synthetic images of condensation runs, their evolution and their nearest real images.")
 
 
 # ------------------------------------------------------------------------------------- notebook face
 
-class DistilledImagesWidget:
+class DistilledImagesWidget(TaskWidget):
     """``DistilledImagesWidget(run_dir=...)`` or ``DistilledImagesWidget(synthetic, real=train)``: an iteration
     slider over snapshots, the per-class grid, and a button for nearest neighbours (in the background)."""
+
+    title = "Nearest neighbours"
 
     def __init__(self, synthetic: SyntheticSet | None = None, real: ArrayDataset | None = None,
                  run_dir: str | Path | None = None, space: str = "pixel"):
@@ -275,20 +260,15 @@ class DistilledImagesWidget:
         self.snapshots = list_snapshots(self.run_dir) if self.run_dir else []
         if self.final is None and not self.snapshots:
             raise ConfigError(f"{run_dir}: no synthetic set or snapshot there yet")
+        super().__init__()
         opts = self.snapshots or [0]
         self.slider = w.SelectionSlider(options=opts, value=opts[-1], description="iteration")
         self.flips = w.Checkbox(value=False, description="show flips")
-        self.button = w.Button(description="Nearest neighbours", button_style="primary")
-        self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0)
-        self.label = w.HTML("")
-        self.grid_out, self.out = w.Output(), w.Output()
-        self.task: Task | None = None
-        self.finished = threading.Event()
+        self.grid_out = w.Output()
         self.slider.observe(lambda _c: self.draw(), names="value")
         self.flips.observe(lambda _c: self.draw(), names="value")
-        self.button.on_click(lambda _b: self.compute())
-        self.widget = w.VBox([w.HBox([self.slider, self.flips]), self.grid_out,
-                              w.HBox([self.button, self.progress, self.label]), self.out])
+        self.widget = w.VBox([w.HBox([self.slider, self.flips]), self.grid_out, *self.widget.children])
+        self._shown: SyntheticSet | None = None
         self.draw()
 
     def current(self) -> SyntheticSet:
@@ -311,43 +291,13 @@ class DistilledImagesWidget:
             self.grid_out.clear_output(wait=True)
             display(self.figure())
 
-    def compute(self) -> Task:
-        """Nearest real neighbours of the shown set, in the background; figures appear when done."""
+    def submit(self) -> Task:
+        """Nearest real neighbours of the shown set (``compute()`` or the button start it)."""
         if self.real is None:
             raise ConfigError("real: pass the real training data to search neighbours in")
-        if self.task is not None and not self.task.done:
-            return self.task
-        syn = self.current()
-        self.task = submit(neighbours, syn, self.real, space=self.space)
-        self.button.disabled = True
-        self.finished.clear()
-        threading.Thread(target=self._follow, args=(self.task, syn), daemon=True).start()
-        return self.task
+        self._shown = self.current()
+        return submit(neighbours, self._shown, self.real, space=self.space)
 
-    def _follow(self, task: Task, syn: SyntheticSet) -> None:
-        from IPython.display import display
-
-        while not task.done:
-            self.progress.value = task.progress.fraction
-            self.label.value = html.escape(task.progress.message)
-            time.sleep(0.2)
-        self.button.disabled, self.progress.value = False, 1.0
-        if task.error() is not None:
-            self.label.value = f"failed: {html.escape(str(task.error()))}"
-        else:
-            self.label.value = "done"
-            with self.out:
-                self.out.clear_output()
-                for fig in neighbour_figures(task.result(), syn):
-                    display(fig)
-        self.finished.set()
-
-    def wait(self, timeout: float | None = None) -> Neighbours:
-        """Compute (if not started) and block until the neighbours are shown; returns them."""
-        task = self.task or self.compute()
-        res = task.result(timeout)
-        self.finished.wait(timeout)
-        return res
-
-    def _repr_mimebundle_(self, **kw: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kw)
+    def figures(self, result: Neighbours) -> list[Any]:
+        assert self._shown is not None
+        return neighbour_figures(result, self._shown)

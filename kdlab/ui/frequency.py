@@ -8,10 +8,7 @@ finished run's teacher and student; saved where the report reads them) and ``gra
 """
 from __future__ import annotations
 
-import html
-import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +21,9 @@ from kdlab.analysis.frequency import FrequencyArtifacts, analyze
 from kdlab.analysis.graph_frequency import distillation_study, summarize_study
 from kdlab.errors import ConfigError
 from kdlab.runs.store import Store
-from kdlab.ui.pages import register_page
-from kdlab.ui.tasks import Task, submit
+from kdlab.ui.pages import FinishedRunChoice, register_component_page
+from kdlab.ui.task_widget import TaskWidget
+from kdlab.ui.tasks import Task, poll, show_queued, submit
 
 SPLITS = ("test", "val")
 CUTOFFS = tuple(float(c) for c in np.round(np.linspace(0.1, 1.0, 10), 2))
@@ -90,7 +88,7 @@ def graph_table(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-class FrequencyPage(param.Parameterized):
+class FrequencyPage(FinishedRunChoice, param.Parameterized):
     """Images: pick a finished run, compute band curves / Fourier heat maps / spectra. Graphs: GNN-to-MLP study."""
 
     run_id = param.String(default=None, allow_None=True)
@@ -134,19 +132,6 @@ class FrequencyPage(param.Parameterized):
         self.refresh_options()
         self._show_saved()
 
-    def refresh_options(self) -> None:
-        df = self.store.list_runs(refresh=False)
-        done = df[df["status"] == "completed"] if len(df) else df
-        self.picker.options = {f"{r['name']} · {r['id']}": r["id"] for _, r in done.iterrows()}
-        if self.run_id is None and self.picker.options:
-            self.picker.value = next(iter(self.picker.options.values()))
-
-    def folder(self) -> Path | None:
-        if not self.run_id:
-            return None
-        rec = self.store.get_run(self.run_id, refresh=False)
-        return Path(rec.run_dir) if rec.run_dir else self.store.run_dir(self.run_id)
-
     @param.depends("run_id", watch=True)
     def _show_saved(self) -> None:
         """Show the frequency artifacts this run already has."""
@@ -167,8 +152,7 @@ class FrequencyPage(param.Parameterized):
             return self.task
         self.task = submit(analyze_run, folder, split=self.split, n_images=self.n_images,
                            heatmap_images=self.heatmap_images, eps=self.eps)
-        self.button.disabled, self.progress.visible, self.progress.value = True, True, 0
-        self.status.object = "queued"
+        show_queued(self.button, self.progress, self.status)
         return self.task
 
     def compute_graph(self) -> Task:
@@ -177,27 +161,13 @@ class FrequencyPage(param.Parameterized):
             return self.graph_task
         self.graph_task = submit(graph_study, homophily=self.homophily, seeds=list(range(self.seeds)),
                                  epochs=self.graph_epochs, folder=self.folder())
-        self.graph_button.disabled, self.graph_progress.visible, self.graph_progress.value = True, True, 0
-        self.graph_status.object = "queued"
+        show_queued(self.graph_button, self.graph_progress, self.graph_status)
         return self.graph_task
-
-    def _poll(self, task: Task | None, button: Any, bar: Any, status: Any, done: Callable[[Any], None]) -> None:
-        if task is None or not button.disabled:
-            return
-        bar.value = int(100 * task.progress.fraction)
-        if not task.done:
-            status.object = f"computing: {html.escape(task.progress.message)}"
-            return
-        button.disabled, bar.visible = False, False
-        if task.error() is not None:
-            status.object = f"failed: {html.escape(str(task.error()))}"
-            return
-        done(task.result())
 
     def tick(self) -> None:
         """Mirror both tasks' progress; draw their figures when done (the dashboard calls this each second)."""
-        self._poll(self.task, self.button, self.progress, self.status, self.show)
-        self._poll(self.graph_task, self.graph_button, self.graph_progress, self.graph_status, self.show_graph)
+        poll(self.task, self.button, self.progress, self.status, self.show)
+        poll(self.graph_task, self.graph_button, self.graph_progress, self.graph_status, self.show_graph)
 
     def show(self, art: FrequencyArtifacts, saved: bool = False) -> None:
         figs = figures(art)
@@ -233,85 +203,13 @@ class FrequencyPage(param.Parameterized):
         return self.panel()
 
 
-def frequency_page(dash: Any) -> Any:
-    """Which frequencies the student took: band curves, Fourier heat maps, GNN-to-MLP spectra."""
-    page = FrequencyPage(dash.store)
-    dash.components["frequency"] = page
-    return page.panel()
-
-
-register_page("Frequency", frequency_page, order=50, replace=True)
+register_component_page("Frequency", FrequencyPage, "frequency", order=50,
+                        doc="Which frequencies the student took: band curves, Fourier heat maps, GNN-to-MLP spectra.")
 
 
 # ------------------------------------------------------------------------------------- notebook faces
 
-class _TaskWidget:
-    """A button, a progress bar and an output area around one background computation."""
-
-    title = "Compute"
-
-    def __init__(self) -> None:
-        import ipywidgets as w
-
-        self.task: Task | None = None
-        self.result: Any = None
-        self.finished = threading.Event()
-        self.button = w.Button(description=self.title, button_style="primary")
-        self.button.on_click(lambda _b: self.compute())
-        self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0)
-        self.label = w.HTML("")
-        self.out = w.Output()
-        self.widget = w.VBox([w.HBox([self.button, self.progress, self.label]), self.out])
-
-    def submit(self) -> Task:
-        raise NotImplementedError
-
-    def figures(self, result: Any) -> list[Any]:
-        raise NotImplementedError
-
-    def compute(self) -> Task:
-        """Start the computation in the background; the figures appear when it is done."""
-        if self.task is not None and not self.task.done:
-            return self.task
-        self.task = self.submit()
-        self.button.disabled = True
-        self.finished.clear()
-        threading.Thread(target=self._follow, args=(self.task,), daemon=True, name="kdlab-freq-widget").start()
-        return self.task
-
-    def _follow(self, task: Task) -> None:
-        while not task.done:
-            self.progress.value = task.progress.fraction
-            self.label.value = html.escape(task.progress.message)
-            time.sleep(0.2)
-        self.button.disabled, self.progress.value = False, 1.0
-        if task.error() is not None:
-            self.label.value = f"failed: {html.escape(str(task.error()))}"
-        else:
-            from IPython.display import display
-
-            self.result = task.result()
-            self.label.value = "done"
-            with self.out:
-                self.out.clear_output()
-                for fig in self.figures(self.result):
-                    display(fig)
-        self.finished.set()
-
-    def wait(self, timeout: float | None = None) -> Any:
-        """Block until the result is computed and shown (scripts and tests); returns it."""
-        if self.task is None:
-            self.compute()
-        assert self.task is not None
-        res = self.task.result(timeout)
-        self.finished.wait(timeout)
-        return res
-
-    def _repr_mimebundle_(self, **kw: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kw)
-
-
-class FrequencyWidget(_TaskWidget):
+class FrequencyWidget(TaskWidget):
     """``FrequencyWidget({"teacher": t, "student": s, ...}, x, y)`` or ``FrequencyWidget(run_dir=...)``: band
     curves, Fourier heat maps and feature spectra, computed in the background."""
 
@@ -335,7 +233,7 @@ def _analyze(progress: Any, models: Mapping[str, Any], x: Any, y: Any, **kwargs:
     return analyze(models, x, y, progress=progress, **kwargs)
 
 
-class GraphKDWidget(_TaskWidget):
+class GraphKDWidget(TaskWidget):
     """``GraphKDWidget(homophily=0.8, seeds=(0, 1, 2))``: the GNN-to-MLP study on CSBM in the background."""
 
     title = "Run study"

@@ -79,7 +79,7 @@ class LiveCurves(param.Parameterized):
         super().__init__(**params)
         self.store = store
         self.poller = CurvePoller(store, self.run_id)
-        self.plot = pn.pane.Plotly(self.poller.figure(), sizing_mode="stretch_width", height=420,
+        self.plot = pn.pane.Plotly(None, sizing_mode="stretch_width", height=420,
                                    css_classes=["kdlab-live-plot"],
                                    config={"displaylogo": False})
         self.info = pn.pane.Markdown("no run selected", css_classes=["kdlab-live-info"])
@@ -94,7 +94,7 @@ class LiveCurves(param.Parameterized):
                                                css_classes=["kdlab-resume"])
         self.cancel_button.on_click(lambda _e: self.cancel())
         self.resume_button.on_click(lambda _e: self.resume())
-        self.tick()
+        self.tick(force=True)
 
     @param.depends("run_id", watch=True)
     def _switch(self) -> None:
@@ -108,6 +108,8 @@ class LiveCurves(param.Parameterized):
         if self.run_id is None:
             self.status, self.points = "", 0
             self.info.object = "no run selected"
+            if force:
+                self.plot.object = self.poller.figure(title="no run selected")
             self.cancel_button.disabled = self.resume_button.disabled = True
             return 0
         n = self.poller.poll()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kdlab.errors import ConfigError
@@ -42,6 +43,18 @@ def register_page(name: str, builder: Callable[[Any], Any] | None = None, *, ord
     return wrap(builder) if builder is not None else wrap
 
 
+def register_component_page(name: str, component: Callable[[Any], Any], key: str, *, order: int,
+                            doc: str) -> None:
+    """Register a page made of one component: ``component(store=dash.store)``, kept as ``dash.components[key]`` (so a
+    test or notebook drives the same object a user clicks) and shown as its ``panel()``."""
+
+    def build(dash: Any) -> Any:
+        comp = dash.components[key] = component(store=dash.store)
+        return comp.panel()
+
+    register_page(name, build, order=order, doc=doc, replace=True)
+
+
 def unregister_page(name: str) -> None:
     PAGES.pop(name, None)
 
@@ -51,3 +64,25 @@ def pages() -> list[Page]:
     for module in PAGE_MODULES:
         importlib.import_module(module)
     return sorted(PAGES.values(), key=lambda p: (p.order, p.name))
+
+
+class FinishedRunChoice:
+    """Mixin of the analysis pages: their ``picker`` offers the store's completed runs (the first one chosen
+    when none is), and ``folder()`` is the chosen run's folder. Needs ``store``, ``picker`` and ``run_id``."""
+
+    store: Any
+    picker: Any
+    run_id: str | None
+
+    def refresh_options(self) -> None:
+        df = self.store.list_runs(refresh=False)
+        done = df[df["status"] == "completed"] if len(df) else df
+        self.picker.options = {f"{r['name']} · {r['id']}": r["id"] for _, r in done.iterrows()}
+        if self.run_id is None and self.picker.options:
+            self.picker.value = next(iter(self.picker.options.values()))
+
+    def folder(self) -> Path | None:
+        if not self.run_id:
+            return None
+        rec = self.store.get_run(self.run_id, refresh=False)
+        return Path(rec.run_dir) if rec.run_dir else self.store.run_dir(self.run_id)

@@ -8,8 +8,6 @@ Plain calls: ``analyze(progress, teacher, student, data, ...)`` and ``analyze_ru
 from __future__ import annotations
 
 import html
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,8 +34,9 @@ from kdlab.report.representations import (
     write_json,
 )
 from kdlab.runs.store import Store
-from kdlab.ui.pages import register_page
-from kdlab.ui.tasks import Task, submit
+from kdlab.ui.pages import FinishedRunChoice, register_component_page
+from kdlab.ui.task_widget import TaskWidget
+from kdlab.ui.tasks import Task, poll, show_queued, submit
 
 SPLITS = ("val", "test", "train")
 
@@ -145,7 +144,7 @@ def analyze_run(progress: Any, folder: str | Path, split: str = "val", **kwargs:
     return rep
 
 
-class RepresentationsPage(param.Parameterized):
+class RepresentationsPage(FinishedRunChoice, param.Parameterized):
     """Pick a finished run, compute in the background, see CKA, agreement and embeddings."""
 
     run_id = param.String(default=None, allow_None=True)
@@ -178,19 +177,6 @@ class RepresentationsPage(param.Parameterized):
         self.refresh_options()
         self._show_saved()
 
-    def refresh_options(self) -> None:
-        df = self.store.list_runs(refresh=False)
-        done = df[df["status"] == "completed"] if len(df) else df
-        self.picker.options = {f"{r['name']} · {r['id']}": r["id"] for _, r in done.iterrows()}
-        if self.run_id is None and self.picker.options:
-            self.picker.value = next(iter(self.picker.options.values()))
-
-    def folder(self) -> Path | None:
-        if not self.run_id:
-            return None
-        rec = self.store.get_run(self.run_id, refresh=False)
-        return Path(rec.run_dir) if rec.run_dir else self.store.run_dir(self.run_id)
-
     @param.depends("run_id", watch=True)
     def _show_saved(self) -> None:
         """Show what was computed for this run before (its artifacts), if anything."""
@@ -222,24 +208,12 @@ class RepresentationsPage(param.Parameterized):
             return self.task
         self.task = submit(analyze_run, folder, split=self.split, pool=self.pool, method=self.method,
                            max_samples=self.max_samples)
-        self.button.disabled, self.progress.visible, self.progress.value = True, True, 0
-        self.status.object = "queued"
+        show_queued(self.button, self.progress, self.status)
         return self.task
 
     def tick(self) -> None:
         """Show the task's progress; draw the figures once it is done (the dashboard calls this each second)."""
-        t = self.task
-        if t is None or not self.button.disabled:
-            return
-        self.progress.value = int(100 * t.progress.fraction)
-        if not t.done:
-            self.status.object = f"computing: {html.escape(t.progress.message)}"
-            return
-        self.button.disabled, self.progress.visible = False, False
-        if t.error() is not None:
-            self.status.object = f"failed: {html.escape(str(t.error()))}"
-            return
-        self.show(t.result())
+        poll(self.task, self.button, self.progress, self.status, self.show)
 
     @param.depends("color_by", watch=True)
     def _recolor(self) -> None:
@@ -262,77 +236,30 @@ class RepresentationsPage(param.Parameterized):
         return self.panel()
 
 
-def representations_page(dash: Any) -> Any:
-    """Teacher-student CKA, agreement and embeddings of a run."""
-    page = RepresentationsPage(dash.store)
-    dash.components["representations"] = page
-    return page.panel()
+register_component_page("Representations", RepresentationsPage, "representations", order=30,
+                        doc="Teacher-student CKA, agreement and embeddings of a run.")
 
 
-register_page("Representations", representations_page, order=30, replace=True)
-
-
-class RepresentationsWidget:
+class RepresentationsWidget(TaskWidget):
     """ipywidgets face: ``RepresentationsWidget(teacher, student, data)`` or ``RepresentationsWidget(run_dir=...)``;
     ``compute()`` (or the button) runs in the background; figures appear when done (``wait()`` blocks)."""
 
     def __init__(self, teacher: Any = None, student: Any = None, data: Any = None, run_dir: str | Path | None = None,
                  split: str = "val", **kwargs: Any):
-        import ipywidgets as w
-
         if run_dir is None and (teacher is None or student is None or data is None):
             from kdlab.errors import ConfigError
 
             raise ConfigError("give teacher, student and data, or run_dir of a finished run")
         self.models, self.run_dir, self.split, self.kwargs = (teacher, student, data), run_dir, split, kwargs
-        self.task: Task | None = None
-        self.result: Representations | None = None
-        self.finished = threading.Event()
-        self.button = w.Button(description="Compute", button_style="primary")
-        self.button.on_click(lambda _b: self.compute())
-        self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="")
-        self.label = w.HTML("")
-        self.out = w.Output()
-        self.widget = w.VBox([w.HBox([self.button, self.progress, self.label]), self.out])
+        super().__init__()
 
-    def compute(self) -> Task:
+    def submit(self) -> Task:
         if self.run_dir is not None:
-            self.task = submit(analyze_run, self.run_dir, split=self.split, **self.kwargs)
-        else:
-            self.task = submit(analyze, *self.models, **self.kwargs)
-        self.button.disabled = True
-        self.finished.clear()
-        threading.Thread(target=self._follow, args=(self.task,), daemon=True, name="kdlab-repr-widget").start()
-        return self.task
+            return submit(analyze_run, self.run_dir, split=self.split, **self.kwargs)
+        return submit(analyze, *self.models, **self.kwargs)
 
-    def _follow(self, task: Task) -> None:
-        """Mirror the task's progress in the widgets (a thread: the kernel stays free), then show the figures."""
-        while not task.done:
-            self.progress.value = task.progress.fraction
-            self.label.value = html.escape(task.progress.message)
-            time.sleep(0.2)
-        self.button.disabled, self.progress.value = False, 1.0
-        if task.error() is not None:
-            self.label.value = f"failed: {html.escape(str(task.error()))}"
-        else:
-            self.result = task.result()
-            self.label.value = html.escape(self.result.warning or "done")
-            from IPython.display import display
+    def figures(self, result: Representations) -> list[Any]:
+        return list(result.figures().values())
 
-            with self.out:
-                self.out.clear_output()
-                for fig in self.result.figures().values():
-                    display(fig)
-        self.finished.set()
-
-    def wait(self, timeout: float | None = None) -> Representations:
-        """Block until the computation is done and shown (for scripts and tests); returns its result."""
-        if self.task is None:
-            self.compute()
-        assert self.task is not None
-        res = self.task.result(timeout)
-        self.finished.wait(timeout)
-        return res
-
-    def _repr_mimebundle_(self, **kw: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kw)
+    def done_message(self, result: Representations) -> str:
+        return result.warning or "done"

@@ -12,7 +12,7 @@ import panel as pn
 import param
 
 from kdlab.transfer import METRICS, SourceZoo, make_target, rank_sources, source_weights
-from kdlab.ui.pages import register_page
+from kdlab.ui.pages import register_component_page
 from kdlab.ui.tasks import Task, submit
 
 
@@ -169,11 +169,6 @@ class SourceSelection(param.Parameterized):
         return self.result
 
 
-def source_selection_page(dash: Any) -> Any:
-    """Rank the source zoo for a target with a label budget and launch DistillNearest/DistillWeighted."""
-    comp = SourceSelection(store=dash.store)
-    dash.components["source_selection"] = comp
-    return comp.panel()
-
-
-register_page("Source selection", source_selection_page, order=40, replace=True)
+register_component_page("Source selection", SourceSelection, "source_selection", order=40,
+                        doc="Rank the source zoo for a target with a label budget and launch "
+                            "DistillNearest/DistillWeighted.")

@@ -2,10 +2,12 @@
 
 Dashboard pages and notebook widgets use it so that the server and the kernel never block on a long
 computation (CKA, source ranking, Fourier heat maps, ...). ``fn`` reports its progress by calling
-``progress(done, total, message)``; the UI polls ``task.progress`` and ``task.done``.
+``progress(done, total, message)``; the UI polls ``task.progress`` and ``task.done`` (``poll`` does it for
+a dashboard page's button, progress bar and status pane).
 """
 from __future__ import annotations
 
+import html
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -71,3 +73,25 @@ def submit(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Task:
     task = Task(_POOL.submit(fn, report, *args, **kwargs), progress)
     task_ref["task"] = task
     return task
+
+
+def show_queued(button: Any, bar: Any, status: Any) -> None:
+    """Panel face of a task just submitted: its button off, an empty progress bar, status ``queued``."""
+    button.disabled, bar.visible, bar.value = True, True, 0
+    status.object = "queued"
+
+
+def poll(task: Task | None, button: Any, bar: Any, status: Any, done: Callable[[Any], None]) -> None:
+    """Mirror ``task`` in a page's button, progress bar (0-100) and status pane (called each second); once it
+    finished, re-enable the button and pass its result to ``done`` (or show its error, escaped)."""
+    if task is None or not button.disabled:
+        return
+    bar.value = int(100 * task.progress.fraction)
+    if not task.done:
+        status.object = f"computing: {html.escape(task.progress.message)}"
+        return
+    button.disabled, bar.visible = False, False
+    if task.error() is not None:
+        status.object = f"failed: {html.escape(str(task.error()))}"
+        return
+    done(task.result())

@@ -16,14 +16,7 @@ from kdlab.analysis.fourier_heatmap import (
 from kdlab.analysis.frequency import FrequencyArtifacts
 from kdlab.errors import ConfigError, ShapeError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Many small ops: on a busy 2-core machine a second intra-op thread only waits."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("h,w", [(6, 6), (5, 8), (28, 28)])

@@ -25,14 +25,7 @@ from kdlab.analysis.frequency import (
 from kdlab.errors import ConfigError, ShapeError
 from kdlab.models import create
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Many small ops: on a busy 2-core machine a second intra-op thread only waits."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cosine(h: int, w: int, ky: int, kx: int) -> torch.Tensor:

@@ -18,14 +18,7 @@ from kdlab.analysis.graph_frequency import (
 from kdlab.data.graphs import load_graph
 from kdlab.errors import ConfigError, ShapeError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Many small ops: on a busy 2-core machine a second intra-op thread only waits."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -20,14 +20,7 @@ from kdlab.models.gnn import create_graph_model
 
 from .helpers import np_ce, np_kl, np_softmax
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Full-batch graph training is many tiny ops: on a busy 2-core machine, a second thread only waits."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -13,13 +13,7 @@ from kdlab.errors import ConfigError
 
 from .helpers import IN, check_finite_gradients, check_sgd_reduces, make, np_kd
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_split_bands_reconstructs_and_band_mse_splits_the_mse_by_parseval():
