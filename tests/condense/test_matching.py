@@ -5,7 +5,19 @@ import math
 
 import torch
 
-from kdlab.condense.matching import attention, class_means, dam_loss, dm_loss, gradient_distance
+from kdlab.condense.matching import (
+    attention,
+    channels_last_copy,
+    class_means,
+    dam_loss,
+    dm_loss,
+    embed,
+    gradient_distance,
+    per_class_means,
+    stage_paths,
+    stages_and_embedding,
+)
+from kdlab.models import create
 
 
 def test_dm_loss_is_the_squared_distance_of_class_means():
@@ -48,3 +60,31 @@ def test_gradient_distance_limits_and_bias_ignored():
     assert float(gradient_distance([w], [5 * w])) < 1e-5  # scale invariant per output unit
     ortho = gradient_distance([torch.tensor([[1.0, 0.0]])], [torch.tensor([[0.0, 1.0]])])
     assert math.isclose(float(ortho), 1.0, rel_tol=1e-6)
+
+
+def test_per_class_means_in_channels_last_blocks_equal_the_class_means_of_one_pass():
+    """The fast real side of DM/DataDAM (class blocks, channels-last copy) computes the same means as one
+    contiguous pass, for a tensor and for a nested (maps, embedding) output; InstanceNorm is layout-blind."""
+    torch.manual_seed(0)
+    net = create("convnet", 3, (1, 28, 28), width=8, depth=3).eval()
+    x = torch.rand(3 * 5, 1, 28, 28)
+    fast = channels_last_copy(net)
+    with torch.no_grad():
+        ref = class_means(embed(net, x), 3)
+        got = per_class_means(lambda b: embed(fast, b), x, 3)
+        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
+        paths = stage_paths(net)
+
+        def maps(b, model):
+            feats, emb = stages_and_embedding(model, b, paths)
+            return [attention(f, 4) for f in feats], emb
+
+        ref_maps, ref_emb = maps(x, net)
+        got_maps, got_emb = per_class_means(lambda b: maps(b, fast), x, 3)
+        assert len(got_maps) == len(ref_maps) == len(paths)
+        for g, r in zip(got_maps, ref_maps, strict=True):
+            torch.testing.assert_close(g, class_means(r, 3), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got_emb, class_means(ref_emb, 3), rtol=1e-4, atol=1e-5)
+        norm = next(m for m in net.modules() if type(m).__name__ == "InstanceNorm")
+        h = torch.randn(4, norm.num_channels, 7, 7)
+        torch.testing.assert_close(norm(h.contiguous(memory_format=torch.channels_last)), norm(h))
