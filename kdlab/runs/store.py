@@ -367,13 +367,16 @@ class Store:
             raise unknown("run", run_id, [], where=str(self.root))
         return RunRecord.from_row(row[0], self.run_dir(run_id))
 
-    def records(self, status: str | Sequence[str] | None = None) -> list[RunRecord]:
-        """Run records, newest first, optionally only those with ``status`` (no refresh)."""
-        wanted = [status] if isinstance(status, str) else list(status or [])
+    def records(self, status: str | Sequence[str] | None = None, limit: int | None = None) -> list[RunRecord]:
+        """Run records, newest first, optionally only those with ``status`` and the newest ``limit`` (no refresh)."""
+        wanted: list[Any] = [status] if isinstance(status, str) else list(status or [])
         sql = "SELECT * FROM runs"
         if wanted:
             sql += f" WHERE status IN ({','.join('?' * len(wanted))})"
-        rows = self._read(sql + " ORDER BY created DESC, id DESC", wanted)
+        sql += " ORDER BY created DESC, id DESC"
+        if limit is not None:
+            sql, wanted = sql + " LIMIT ?", [*wanted, int(limit)]
+        rows = self._read(sql, wanted)
         return [RunRecord.from_row(r, self.runs_dir / r["id"]) for r in rows]
 
     def list_runs(self, status: str | Sequence[str] | None = None, refresh: bool = True) -> pd.DataFrame:
@@ -610,6 +613,13 @@ class Store:
         df = pd.DataFrame.from_records(rows, columns=["seq", "step", "epoch", "kind", "key", "value", "time"])
         return df.astype({"seq": "int64", "step": "int64", "epoch": "float64", "value": "float64",
                           "time": "float64"})
+
+    def has_metrics(self, run_id: str, kind: str | None = None) -> bool:
+        """Whether the run has any metric row (of ``kind``): one indexed look-up, no rows read."""
+        sql, args = "SELECT 1 FROM metrics WHERE run_id = ?", [check_run_id(run_id)]
+        if kind is not None:
+            sql, args = sql + " AND kind = ?", [*args, kind]
+        return bool(self._read_tuples(sql + " LIMIT 1", args))
 
     def history(self, run_id: str) -> pd.DataFrame:
         """Epoch metrics as a wide table, one row per finished epoch (index ``epoch``)."""

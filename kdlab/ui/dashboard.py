@@ -37,7 +37,7 @@ class Dashboard(param.Parameterized):
         self._holders = {n: pn.Column(sizing_mode="stretch_width", name=n) for n in self.names}
         self.tabs = pn.Tabs(*self._holders.values(), dynamic=True, sizing_mode="stretch_width")
         self.tabs.param.watch(lambda e: self.show(self.names[e.new]), "active")
-        self._ticks = 0
+        self.ticks = 0  # polls done (the periodic callback, while a browser is connected)
         self.show(self.page if self.page in self.names else self.names[0])
 
     # -- navigation ----------------------------------------------------------------------------
@@ -67,10 +67,13 @@ class Dashboard(param.Parameterized):
             self.components["detail"].open(run_id)
 
     def tick(self) -> None:
-        """One poll of every built component (the periodic callback)."""
-        self._ticks += 1
+        """One poll of every built component (the periodic callback); skipped while no browser is connected
+        (a closed tab's session lives on for the server's unused-session lifetime, 15 s or more)."""
+        if not browser_connected():
+            return
+        self.ticks += 1
         for key, comp in list(self.components.items()):
-            if key == "runs" and self._ticks % 3:
+            if key == "runs" and self.ticks % 3:
                 continue  # the table every 3 s, the live curves every tick
             if not hasattr(comp, "tick"):
                 continue
@@ -81,6 +84,13 @@ class Dashboard(param.Parameterized):
 
     def panel(self) -> pn.viewable.Viewable:
         return self.tabs
+
+
+def browser_connected() -> bool:
+    """Whether a browser is connected to the current served session (True outside a server)."""
+    ctx = pn.state.curdoc.session_context if pn.state.curdoc is not None else None
+    session = getattr(ctx, "session", None)
+    return session is None or session.connection_count > 0
 
 
 # ---------------------------------------------------------------------------------------- built-in pages
@@ -111,8 +121,8 @@ def when_loaded(fn: Any) -> None:
 def runs_page(dash: Dashboard) -> Any:
     """Launch runs, follow one live, cancel/resume it, browse and tag the store's runs. The newest run's live
     curves come first; the runs table and the launch card join them once the page is drawn."""
-    newest = dash.store.list_runs(refresh=False)["id"]
-    live = LiveCurves(dash.store, run_id=str(newest.iloc[0]) if len(newest) else None)
+    newest = dash.store.records(limit=1)
+    live = LiveCurves(dash.store, run_id=newest[0].id if newest else None)
     dash.components["live"] = live
     launch_slot = pn.Column(sizing_mode="stretch_width")
     runs = pn.Column(pn.pane.Markdown("### Runs"), sizing_mode="stretch_width")

@@ -1,7 +1,9 @@
 """Live curves of a run: incremental polling of the store, drawn by ``kdlab.viz.training_curves``.
 
 ``CurvePoller`` is the shared part (no toolkit): it keeps the rows seen so far and asks the store only for
-rows with a larger step (``store.metrics(since_step=...)``); a new ``attempt`` (resume) reloads.
+rows with a larger step (``store.metrics(since_step=...)``); a new ``attempt`` (resume) reloads. Once a run
+has epoch rows it reads only those: the curves draw epoch rows when there are any (``as_history``), so a
+long run's per-step rows are never read for display.
 ``LiveCurves`` (Panel, polled by the dashboard's periodic callback) and ``RunMonitor`` (ipywidgets, polled
 by a background thread) are its two faces; both offer cancel/resume as methods and buttons.
 """
@@ -27,6 +29,7 @@ class CurvePoller:
 
     def reset(self, run_id: str | None) -> None:
         self.run_id = run_id
+        self.epochs_only = run_id is not None and self.store.has_metrics(run_id, kind="epoch")
         self.frame = pd.DataFrame(columns=["seq", "step", "epoch", "kind", "key", "value", "time"])
         self.last_step: int | None = None
         self.attempt: int | None = None
@@ -41,7 +44,10 @@ class CurvePoller:
         if self.attempt is not None and rec.attempt != self.attempt:
             self.reset(self.run_id)
         self.attempt = rec.attempt
-        new = self.store.metrics(self.run_id, since_step=self.last_step)
+        new = self.store.metrics(self.run_id, since_step=self.last_step, kind="epoch" if self.epochs_only else None)
+        if not self.epochs_only and (new["kind"] == "epoch").any():
+            self.epochs_only = True  # from now on the step rows are not drawn: drop them and stop reading them
+            self.frame, new = self.frame[self.frame["kind"] == "epoch"], new[new["kind"] == "epoch"]
         if new.empty:
             return 0
         self.frame = new if self.frame.empty else pd.concat([self.frame, new], ignore_index=True)
@@ -50,7 +56,7 @@ class CurvePoller:
 
     @property
     def points(self) -> int:
-        """How many rows drawn so far."""
+        """How many rows drawn so far (epoch rows only, once the run has any)."""
         return len(self.frame)
 
     def figure(self, title: str | None = None) -> Any:
@@ -65,7 +71,7 @@ def _status_line(store: Store, run_id: str | None, poller: CurvePoller) -> str:
     rec = store.get_run(run_id, refresh=False)
     step = poller.last_step if poller.last_step is not None else "-"
     return (f"**{rec.name}** (`{run_id}`): <span class='kdlab-status'>{rec.status}</span>, "
-            f"<span class='kdlab-points'>{poller.points}</span> metric rows, last step {step}")
+            f"<span class='kdlab-points'>{poller.points}</span> rows drawn, last step {step}")
 
 
 class LiveCurves(param.Parameterized):

@@ -37,6 +37,10 @@ def test_create_get_list(store):
     assert store.tag_run(rid, "b", "c", remove=["a"]) == ["b", "c"]
     assert store.get_run(rid, refresh=False).name == "renamed"
     assert store.resolve(rid[:17]) == rid and store.resolve("renamed") == rid
+    second = store.create_run(tiny_spec(), name="second", status="completed")
+    assert [r.id for r in store.records(limit=1)] == [second]
+    assert [r.id for r in store.records()] == [second, rid] == list(store.list_runs(refresh=False)["id"])
+    assert [r.id for r in store.records("queued", limit=5)] == [rid]
     with pytest.raises(UnknownNameError, match="unknown run"):
         store.get_run("no-such-run")
     with pytest.raises(ConfigError, match="spec"):
@@ -152,8 +156,11 @@ def test_store_folder_read_only(tmp_path):
 
 def test_metrics_tidy_and_incremental(store):
     rid = store.create_run(tiny_spec())
+    assert not store.has_metrics(rid)
     store.add_metrics(rid, [{"step": 5, "epoch": 0.5, "key": "train/loss", "value": 2.0}])
+    assert not store.has_metrics(rid, kind="epoch") and store.has_metrics(rid)
     store.add_metrics(rid, [(10, 1, "step", "train/loss", 1.5, None), (10, 1, "epoch", "val/acc", 0.5, None)])
+    assert store.has_metrics(rid, kind="epoch") and not store.has_metrics(rid, kind="test")
     df = store.metrics(rid)
     assert list(df.columns) == ["seq", "step", "epoch", "kind", "key", "value", "time"]
     assert list(df["step"]) == [5, 10, 10] and df["seq"].is_monotonic_increasing

@@ -33,6 +33,32 @@ def test_poller_fetches_only_new_rows(store, monkeypatch):
     assert p.poll() == 4
 
 
+def test_poller_reads_step_rows_only_until_the_first_epoch(store, monkeypatch):
+    """The curves draw epoch rows once there are any: from then on step rows are dropped and not read."""
+    from kdlab.ui.live import CurvePoller
+    from kdlab.viz.data import as_history
+
+    rid = _fake_run(store)
+    store.add_metrics(rid, [(s, s / 10, "step", "train/loss", 1 / s, None) for s in range(1, 6)])
+    kinds = []
+    real = store.metrics
+    monkeypatch.setattr(store, "metrics", lambda *a, **k: kinds.append(k.get("kind")) or real(*a, **k))
+    p = CurvePoller(store, rid)
+    assert p.poll() == 5 and len(as_history(p.frame)) == 5  # no epoch yet: the step rows are drawn
+    store.add_metrics(rid, [(s, s / 10, "step", "train/loss", 1 / s, None) for s in range(6, 11)]
+                      + [(10, 1.0, "epoch", "val/acc", 0.5, None)])
+    assert p.poll() == 1 and p.points == 1 and set(p.frame["kind"]) == {"epoch"}
+    store.add_metrics(rid, [(s, s / 10, "step", "train/loss", 1 / s, None) for s in range(11, 21)]
+                      + [(20, 2.0, "epoch", "val/acc", 0.6, None)])
+    assert p.poll() == 1 and p.points == 2 and p.last_step == 20
+    assert kinds == [None, None, "epoch"]
+    # everything the figure draws came through: the same history as from all rows
+    assert as_history(p.frame).equals(as_history(real(rid)))
+    # a new poller of a run that has epoch rows never reads its step rows
+    kinds.clear()
+    assert CurvePoller(store, rid).poll() == 2 and kinds == ["epoch"]
+
+
 def test_live_curves_tick_and_buttons(store):
     from kdlab.ui.live import LiveCurves
 
