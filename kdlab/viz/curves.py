@@ -79,12 +79,11 @@ def training_curves(metrics: Any, title: str = "Training curves", teacher_acc: f
             traces.append(dict(type="scatter", x=[lo, hi], y=[float(teacher_acc)] * 2, name="teacher",
                                mode="lines", meta={"panel": panel, "key": "teacher"},
                                line=dict(color=TEACHER, dash="dash", width=2), **axes))
-        suffix = "" if k == 1 else str(k)
-        layout[f"xaxis{suffix}"]["title"] = {"text": x_name}
-        layout[f"yaxis{suffix}"]["title"] = {"text": _Y_TITLES[panel]}
+        x_axis, y_axis = layout[axis_ref(k, "xaxis")], layout[axis_ref(k, "yaxis")]
+        x_axis["title"], y_axis["title"] = {"text": x_name}, {"text": _Y_TITLES[panel]}
         lr = h["lr"].dropna() if panel == "learning rate" else None
         if lr is not None and (lr > 0).all() and lr.nunique() > 1 and lr.max() / lr.min() > 50:
-            layout[f"yaxis{suffix}"]["type"] = "log"
+            y_axis["type"] = "log"
     # one validated construction: make_subplots + add_trace per trace cost ~4x more, every second in the
     # dashboard's live view
     fig = go.Figure(data=traces, layout=layout)

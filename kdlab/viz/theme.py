@@ -143,7 +143,7 @@ def grid_layout(rows: int, cols: int, titles: Iterable[str] = (), h_space: float
 
 
 def axis_ref(k: int, axis: str = "x") -> str:
-    """The trace-side name of subplot ``k``'s axis (``x``, ``x2``...); its layout key is ``xaxis``, ``xaxis2``..."""
+    """Subplot ``k``'s axis name: ``x``, ``x2``... on a trace; ``axis="xaxis"`` gives its layout key."""
     return axis if k == 1 else f"{axis}{k}"
 
 

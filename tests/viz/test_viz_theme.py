@@ -61,3 +61,19 @@ def test_user_names_are_shown_literally_by_plotly():
     assert fig.data[0].name == plotly_text(name) and fig.data[0].meta["run"] == name
     gap = per_class_gap(_L, _Y, _Y, class_names=["<i>a</i>", "b", "c"])
     assert gap.data[0].x[0] == "&lt;i&gt;a&lt;/i&gt;"
+
+
+@pytest.mark.parametrize("rows,cols,titles", [(1, 1, ["a"]), (2, 2, ["a", "b", "c"]), (3, 2, list("abcdef"))])
+def test_grid_layout_is_make_subplots_layout_and_a_fresh_copy(rows, cols, titles):
+    from plotly.subplots import make_subplots
+
+    from kdlab.viz.theme import axis_ref, grid_layout
+
+    want = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.09,
+                         vertical_spacing=0.12).layout.to_plotly_json()
+    want.pop("template")
+    got = grid_layout(rows, cols, titles)
+    assert got == want
+    got[axis_ref(rows * cols, "xaxis")]["title"] = "changed"  # callers edit it: the cached grid must not change
+    assert grid_layout(rows, cols, titles) == want
+    assert axis_ref(1) == "x" and axis_ref(3, "y") == "y3" and axis_ref(2, "yaxis") == "yaxis2"
