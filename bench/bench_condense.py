@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -23,6 +24,7 @@ from bench.common import OUT, machine, markdown
 from kdlab.condense import CondenseConfig, EvalConfig, augment, condense, evaluate_sets
 from kdlab.data import ArrayDataset, load
 from kdlab.models import create
+from kdlab.runs.executors import ALLOCATOR_ENV
 
 REFERENCE = {  # the issue's measurements of the field's reference DM code on this kind of machine
     1: {"iterations": 290, "s_per_it": 1.35, "dm": (84.5, 0.7), "random": (55.9, 0.5), "eval_epochs": 300},
@@ -126,6 +128,15 @@ def time_dm(train, ipc: int, iterations: int = 12, rounds: int = 3) -> dict:
             "iterations": iterations * rounds, "load_avg": (l0 + load_avg()) / 2}
 
 
+def time_dm_under(allocator: str, iterations: int) -> list[dict]:
+    """``time_dm`` at IPC 1 and 10 in a fresh process with glibc's default malloc settings or kdlab workers'."""
+    env = {k: v for k, v in os.environ.items() if k not in ALLOCATOR_ENV}
+    env.update(ALLOCATOR_ENV if allocator == "kdlab workers" else {})
+    out = subprocess.run([sys.executable, "-m", "bench.bench_condense", "--stages", "timing-here",
+                          "--timing-iterations", str(iterations)], env=env, capture_output=True, text=True, check=True)
+    return [{**t, "allocator": allocator} for t in json.loads(out.stdout.splitlines()[-1])]
+
+
 def write(results: dict) -> None:
     OUT.mkdir(exist_ok=True)
     (OUT / "condense.json").write_text(json.dumps(results, indent=2, default=float))
@@ -159,7 +170,8 @@ def write(results: dict) -> None:
     timing = results.get("timing", [])
     if timing:
         lines += ["### DM time per iteration (batch_real 64, ConvNet-128, DSA)", ""]
-        rows = [{"IPC": t["ipc"], "kdlab s/it (median)": f"{t['median_s_per_it']:.2f}",
+        rows = [{"IPC": t["ipc"], "malloc settings": t.get("allocator", "glibc defaults"),
+                 "kdlab s/it (median)": f"{t['median_s_per_it']:.2f}",
                  "reference loop here, s/it (median)": f"{t['reference_loop_s_per_it']:.2f}",
                  "issue's reference s/it": REFERENCE[t["ipc"]]["s_per_it"],
                  "target (<= both)": "met" if t["median_s_per_it"] <= min(REFERENCE[t["ipc"]]["s_per_it"],
@@ -170,7 +182,10 @@ def write(results: dict) -> None:
                   f"written out in this bench) interleaved in rounds, {results.get('timing_threads', 2)} torch "
                   "threads; the load average column says how contended the 2 cores were (below 1: nearly idle). "
                   "kdlab embeds the real batch one class block at a time in channels-last layout (a channels-last "
-                  "copy of the random network) and the synthetic batch in one pass.", ""]
+                  "copy of the random network) and the synthetic batch in one pass. Each malloc setting runs in its "
+                  "own process: glibc's defaults (what a notebook kernel has) and the settings kdlab's local "
+                  f"workers start with ({', '.join(f'{k}={v}' for k, v in ALLOCATOR_ENV.items())}: freed "
+                  "memory stays in the heap instead of being unmapped and page-faulted in again).", ""]
     extra = [r for r in results.get("runs", []) if r["stage"] == "extra"]
     if extra:
         lines += ["### Other methods (reduced budgets)", ""]
@@ -201,6 +216,7 @@ def main() -> None:
     p.add_argument("--timing-iterations", type=int, default=12)
     p.add_argument("--ipcs", default="1,10", help="which IPC settings the main stage runs")
     p.add_argument("--extra-ipcs", default="1,10", help="which IPC settings the extra stage runs")
+    p.add_argument("--labels", default="", help="run only these extra-stage labels (comma-separated; others kept)")
     p.add_argument("--acc-threads", type=int, default=1,
                    help="torch threads of the accuracy runs (1 by default: on a crowded 2-core machine, 2 OpenMP "
                         "threads stall on small batches; 2 on an idle one)")
@@ -215,9 +231,13 @@ def main() -> None:
     results["commands"] = [c for c in results.get("commands", [results.get("command")]) if c] + [command]
     results.pop("command", None)
     stages = args.stages.split(",")
-    if "timing" in stages:  # DM timing with OMP_NUM_THREADS threads (2 on the reference machine)
+    if "timing-here" in stages:  # one process of the timing stage: its results as JSON on the last line
         torch.set_num_threads(timing_threads)
-        results["timing"] = [time_dm(train, ipc, 4 if q else args.timing_iterations) for ipc in (1, 10)]
+        print(json.dumps([time_dm(train, ipc, args.timing_iterations) for ipc in (1, 10)]))
+        return
+    if "timing" in stages:  # DM timing with OMP_NUM_THREADS threads (2 on the reference machine)
+        n = 4 if q else args.timing_iterations
+        results["timing"] = [t for a in ("glibc defaults", "kdlab workers") for t in time_dm_under(a, n)]
         results["timing_threads"] = timing_threads
         write(results)
     torch.set_num_threads(args.acc_threads)
@@ -236,9 +256,15 @@ def main() -> None:
             write(results)
     if "extra" in stages:
         extra_ipcs = [int(v) for v in args.extra_ipcs.split(",")]
-        results["runs"] = [r for r in results["runs"] if r["stage"] != "extra" or r["ipc"] not in extra_ipcs]
+        labels = set(filter(None, args.labels.split(",")))
+        known = {e[1] for ipc in extra_ipcs for e in EXTRA[ipc]}
+        if labels - known:
+            p.error(f"--labels: {sorted(labels - known)} not among {sorted(known)}")
+        plan = {ipc: [e for e in EXTRA[ipc] if not labels or e[1] in labels] for ipc in extra_ipcs}
+        rerun = {(ipc, e[1]) for ipc, es in plan.items() for e in es}
+        results["runs"] = [r for r in results["runs"] if r["stage"] != "extra" or (r["ipc"], r["label"]) not in rerun]
         for ipc in extra_ipcs:
-            for method, label, iters, kw in EXTRA[ipc]:
+            for method, label, iters, kw in plan[ipc]:
                 r = run_method(train, test, ipc, method, 2 if q and iters else iters, 2 if q else EXTRA_EPOCHS[ipc],
                                [0], EXTRA_NETS[ipc], **kw)
                 results["runs"].append({**r, "stage": "extra", "label": label, "threads": args.acc_threads})

@@ -38,6 +38,10 @@ HEARTBEAT_S = 2.0  # how often a worker stamps its heartbeat (and checks for a c
 STALE_S = 30.0  # a worker whose heartbeat is older than this (and cannot be checked by pid) is gone
 START_GRACE_S = 60.0  # a claimed run whose worker never recorded a pid/heartbeat after this is gone
 LOG_NAME = "worker.log"
+# glibc malloc settings of local workers: keep freed memory in the heap for the next tensor of that size instead
+# of returning it to the OS and page-faulting fresh pages in for every large activation (costly in VMs). DM at
+# IPC 10 runs ~1.4x faster on a 2-core VM (bench_condense). Other allocators ignore them; the user's values win.
+ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(4 << 30)}
 
 EXECUTORS: dict[str, Callable[[], Executor]] = {}
 
@@ -149,8 +153,8 @@ class LocalExecutor(Executor):
         env = {**os.environ, **{str(k): str(v) for k, v in run.options.get("env", {}).items()},
                "PYTHONUNBUFFERED": "1"}
         threads = str(max(1, round(float(run.spec.get("resources", {}).get("cpus", 1.0)))))
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env.setdefault(var, threads)
+        for var, value in {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **ALLOCATOR_ENV}.items():
+            env.setdefault(var, value)
         return env
 
     def start(self, store: Store, run: RunRecord) -> None:

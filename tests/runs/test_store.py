@@ -328,6 +328,39 @@ def test_max_concurrent_env(store, monkeypatch):
         store.max_concurrent  # noqa: B018
 
 
+FREED_HEAP = """
+import ctypes, torch
+FIELDS = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in FIELDS]
+libc = ctypes.CDLL("libc.so.6"); libc.mallinfo2.restype = Info
+x = torch.ones(50_000_000); del x  # 200 MB
+print(libc.mallinfo2().fordblks)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None,
+                    reason="glibc malloc settings")
+def test_local_worker_environment(store, monkeypatch):
+    """Threads follow resources.cpus unless the run's env says otherwise; the allocator settings keep a freed
+    200 MB tensor in the worker's heap (glibc would unmap it), and a user's own MALLOC_* value wins."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", *ex_mod.ALLOCATOR_ENV):
+        monkeypatch.delenv(var, raising=False)
+    run = store.get_run(store.create_run(tiny_spec(resources={"cpus": 2}), options={"env": {"OMP_NUM_THREADS": "3"}}))
+    env = ex_mod.LocalExecutor().environment(run)
+    assert (env["OMP_NUM_THREADS"], env["MKL_NUM_THREADS"]) == ("3", "2")
+    assert {k: env[k] for k in ex_mod.ALLOCATOR_ENV} == ex_mod.ALLOCATOR_ENV
+
+    def freed(e):
+        return int(subprocess.run([sys.executable, "-c", FREED_HEAP], env=e, capture_output=True, text=True,
+                                  check=True).stdout)
+
+    assert freed(env) >= 200e6 > 10 * freed(dict(os.environ))
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", str(1 << 20))  # the user's value: large tensors mmapped again
+    env = ex_mod.LocalExecutor().environment(run)
+    assert env["MALLOC_MMAP_THRESHOLD_"] == str(1 << 20) and freed(env) < 20e6
+
+
 def test_launch_rejects_before_queueing(store):
     with pytest.raises(ConfigError, match="optim.lr"):
         launch(tiny_spec(optim={"lr": -1}), store=store)
