@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -227,7 +228,8 @@ def main() -> None:
     path = OUT / "condense.json"
     results = json.loads(path.read_text()) if path.is_file() and not q else {}
     results.setdefault("runs", [])
-    command = f"env OMP_NUM_THREADS={timing_threads} .venv/bin/python -m bench.bench_condense " + " ".join(sys.argv[1:])
+    command = (f"env OMP_NUM_THREADS={timing_threads} .venv/bin/python -m bench.bench_condense "
+               + shlex.join(sys.argv[1:]))
     results["commands"] = [c for c in results.get("commands", [results.get("command")]) if c] + [command]
     results.pop("command", None)
     stages = args.stages.split(",")
