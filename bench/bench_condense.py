@@ -134,7 +134,9 @@ def time_dm_under(allocator: str, iterations: int) -> list[dict]:
     env = {k: v for k, v in os.environ.items() if k not in ALLOCATOR_ENV}
     env.update(ALLOCATOR_ENV if allocator == "kdlab workers" else {})
     out = subprocess.run([sys.executable, "-m", "bench.bench_condense", "--stages", "timing-here",
-                          "--timing-iterations", str(iterations)], env=env, capture_output=True, text=True, check=True)
+                          "--timing-iterations", str(iterations)], env=env, capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"timing under {allocator} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
     return [{**t, "allocator": allocator} for t in json.loads(out.stdout.splitlines()[-1])]
 
 
@@ -217,11 +219,15 @@ def main() -> None:
     p.add_argument("--timing-iterations", type=int, default=12)
     p.add_argument("--ipcs", default="1,10", help="which IPC settings the main stage runs")
     p.add_argument("--extra-ipcs", default="1,10", help="which IPC settings the extra stage runs")
-    p.add_argument("--labels", default="", help="run only these extra-stage labels (comma-separated; others kept)")
+    p.add_argument("--labels", nargs="+", default=[], metavar="LABEL",
+                   help="run only these extra-stage entries (labels as in EXTRA, quoted; the others' results kept)")
     p.add_argument("--acc-threads", type=int, default=1,
                    help="torch threads of the accuracy runs (1 by default: on a crowded 2-core machine, 2 OpenMP "
                         "threads stall on small batches; 2 on an idle one)")
     args = p.parse_args()
+    known = {e[1] for entries in EXTRA.values() for e in entries}
+    if set(args.labels) - known:
+        p.error(f"--labels: {sorted(set(args.labels) - known)} not among {sorted(known)}")
     timing_threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
     train, test = split()
     q = args.quick
@@ -258,11 +264,7 @@ def main() -> None:
             write(results)
     if "extra" in stages:
         extra_ipcs = [int(v) for v in args.extra_ipcs.split(",")]
-        labels = set(filter(None, args.labels.split(",")))
-        known = {e[1] for ipc in extra_ipcs for e in EXTRA[ipc]}
-        if labels - known:
-            p.error(f"--labels: {sorted(labels - known)} not among {sorted(known)}")
-        plan = {ipc: [e for e in EXTRA[ipc] if not labels or e[1] in labels] for ipc in extra_ipcs}
+        plan = {ipc: [e for e in EXTRA[ipc] if not args.labels or e[1] in args.labels] for ipc in extra_ipcs}
         rerun = {(ipc, e[1]) for ipc, es in plan.items() for e in es}
         results["runs"] = [r for r in results["runs"] if r["stage"] != "extra" or (r["ipc"], r["label"]) not in rerun]
         for ipc in extra_ipcs:
