@@ -177,7 +177,8 @@ def distillation_study(graph: str = "csbm", seeds: Sequence[int] = (0,), teacher
     measure each model's test accuracy and graph-frequency energy of its predictions.
 
     ``students``: label -> (graph method, params) (default ``STUDY_STUDENTS``). Returns one row per seed and
-    model: seed, model, test_acc, low, high, high_fraction, dirichlet, hf_similarity (to the teacher).
+    model: seed, model, test_acc, low, high, high_fraction, dirichlet, hf_similarity (to the teacher). The same
+    seeds give the same numbers: each model's initial weights come from its seed (all students start alike).
     """
     from kdlab.data.graphs import load_graph
     from kdlab.distill.graph import GraphTrainConfig, train_graph
@@ -190,13 +191,13 @@ def distillation_study(graph: str = "csbm", seeds: Sequence[int] = (0,), teacher
         g = load_graph(graph, seed=seed, **graph_params)
         cfg = GraphTrainConfig(epochs=epochs, seed=seed)
         t_label = f"{teacher.upper()} teacher"
-        res = {t_label: train_graph("graph_vanilla", create_graph_model(teacher, g.num_features, g.num_classes), g,
-                                    config=cfg)}
+        res = {t_label: train_graph("graph_vanilla", create_graph_model(teacher, g.num_features, g.num_classes,
+                                                                        seed=seed), g, config=cfg)}
         done += 1
         if progress is not None:
             progress(done, total, f"seed {seed}: teacher")
         for label, (method, params) in students.items():
-            model = create_graph_model("mlp", g.num_features, g.num_classes)
+            model = create_graph_model("mlp", g.num_features, g.num_classes, seed=seed)  # all start alike
             t_logits = res[t_label].logits if method != "graph_vanilla" else None
             res[label] = train_graph(method, model, g, teacher=t_logits, config=cfg, **params)
             done += 1

@@ -102,13 +102,21 @@ def mlp(in_features: int, num_classes: int, **params: Any) -> nn.Module:
     return GraphMLP(in_features, num_classes, **params)
 
 
-def create_graph_model(name: str, in_features: int, num_classes: int, **params: Any) -> nn.Module:
-    """Build registered graph model ``name`` for ``in_features`` inputs and ``num_classes`` outputs."""
+def create_graph_model(name: str, in_features: int, num_classes: int, seed: int | None = None,
+                       **params: Any) -> nn.Module:
+    """Build registered graph model ``name`` for ``in_features`` inputs and ``num_classes`` outputs; with ``seed``
+    its initial weights come from that seed alone (whatever ran before; the global generator is left as is)."""
     for field, v in (("in_features", in_features), ("num_classes", num_classes)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ConfigError(f"{field}: expected a positive integer, got {v!r}")
     entry = GRAPH_MODELS.entry(name, "graph model")
-    model = entry.obj(in_features, num_classes, **GRAPH_MODELS.validate(name, params, f"graph model {name!r} params"))
+    params = GRAPH_MODELS.validate(name, params, f"graph model {name!r} params")
+    if seed is None:
+        model = entry.obj(in_features, num_classes, **params)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = entry.obj(in_features, num_classes, **params)
     model.kdlab_name = name
     return model
 

@@ -1,4 +1,5 @@
-"""The Frequency page in a real browser: pick the finished run, Compute, see band curves and Fourier heat maps."""
+"""The Frequency page in a real browser: pick the finished run, Compute, see band curves and Fourier heat maps;
+run the GNN-to-MLP study and see its bars."""
 from __future__ import annotations
 
 import pytest
@@ -35,6 +36,13 @@ def test_frequency_page_computes_and_shows_band_curves(browser, shots, tmp_path)
         heat = page.locator(".kdlab-freq-heatmaps .js-plotly-plot").first
         assert heat.evaluate("el => el.data[0].type") == "heatmap"
         assert heat.evaluate("el => el.data[0].z.length") == 8  # digits are 8x8: an 8x8 frequency grid
+        # the GNN-to-MLP study with the page's defaults (the citation-graph regime: 1024 features, degree 4)
+        page.locator(".kdlab-freq-graph-run button").click(timeout=30_000)
+        expect(page.locator(".kdlab-freq-graph-status")).to_contain_text("done: 1 seed(s)", timeout=240_000)
+        bars = page.locator(".kdlab-freq-graph .js-plotly-plot").first
+        bars.wait_for(timeout=30_000)
+        models = bars.evaluate("el => el.data[0].x")
+        assert list(models) == ["GCN teacher", "MLP", "KD-MLP", "FF-G2M-MLP"]
         page.screenshot(path=str(shots / "frequency.png"), full_page=True)
         page.close()
     finally:

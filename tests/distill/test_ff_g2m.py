@@ -64,6 +64,49 @@ def test_hfd_is_mean_kl_between_softmaxes_of_absolute_differences(small):
     assert hfd_loss(s + shift, t, g.edge_index).item() == pytest.approx(hfd_loss(s, t, g.edge_index).item())
 
 
+def _neighbourhood_mean(g, probs):
+    """Mean of ``probs`` over each node's neighbours and itself (the pairs LFD sums over)."""
+    out = probs.clone()
+    for i, j in _pairs(g):
+        out[i] += probs[j]
+    return out / (g.degrees().to(probs.dtype)[:, None] + 1)
+
+
+def test_lfd_optimum_of_a_free_student_is_the_neighbourhood_mean_of_teacher_outputs(small):
+    """A student that can fit every node (free logits) minimises LFD at the mean of its neighbours' and its own
+    teacher distributions: the teacher's outputs propagated one step over the graph."""
+    g, t, _ = small
+    s = torch.zeros_like(t, requires_grad=True)
+    opt = torch.optim.LBFGS([s], max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-15,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = lfd_loss(s, t, g.edge_index)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    want = _neighbourhood_mean(g, torch.softmax(t, 1))
+    assert torch.allclose(torch.softmax(s.detach(), 1), want, atol=1e-6)
+
+
+def test_propagated_teacher_outputs_beat_a_noisy_teacher_on_a_homophilous_graph():
+    """Why FF-G2M can beat its teacher where the MLP fits every node (many features; BENCHMARKS.md): on a
+    homophilous graph the LFD optimum, a one-step propagation of the teacher's outputs, corrects part of the
+    teacher's errors; on a heterophilous graph it makes them worse."""
+    gen = torch.Generator().manual_seed(0)
+    acc = {}
+    for h in (0.9, 0.1):
+        g = load_graph("csbm", nodes=600, homophily=h, avg_degree=6.0, seed=0)
+        teacher = 1.5 * torch.nn.functional.one_hot(g.y, 4).double() + torch.randn(600, 4, generator=gen,
+                                                                                   dtype=torch.float64)
+        target = _neighbourhood_mean(g, torch.softmax(teacher, 1))
+        acc[h] = [float((z.argmax(1) == g.y).double().mean()) for z in (teacher, target)]
+    assert 0.6 < acc[0.9][0] < 0.8 and acc[0.9][1] > acc[0.9][0] + 0.1, acc
+    assert acc[0.1][1] < acc[0.1][0] - 0.1, acc
+
+
 def test_ff_g2m_total_is_lambda_ce_plus_one_minus_lambda_lfd_plus_hfd(small):
     g, t, s = small
     lam, tl, th = 0.3, 1.5, 0.7

@@ -71,3 +71,18 @@ def test_gcn_uses_the_graph_where_features_are_weak():
     mlp = train_graph("graph_vanilla", create_graph_model("mlp", g.num_features, 4), g, config=cfg)
     assert gcn.test_acc > 0.85 and gcn.test_acc > mlp.test_acc + 0.15
     assert len(gcn.history) == 60 and gcn.history[gcn.best_epoch - 1]["val/acc"] == pytest.approx(gcn.val_acc)
+
+
+def test_seeded_graph_model_weights_depend_on_the_seed_only_and_leave_the_global_generator_alone():
+    def weights(m):
+        return torch.cat([p.detach().flatten() for p in m.parameters()])
+
+    torch.manual_seed(1)
+    a = create_graph_model("gcn", 16, 3, seed=7)
+    torch.rand(1000)  # whatever ran before does not matter
+    state = torch.get_rng_state()
+    b = create_graph_model("gcn", 16, 3, seed=7)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(weights(a), weights(b))
+    assert not torch.equal(weights(a), weights(create_graph_model("gcn", 16, 3, seed=8)))
+    assert not torch.equal(weights(create_graph_model("gcn", 16, 3)), weights(create_graph_model("gcn", 16, 3)))

@@ -17,7 +17,7 @@ def test_frequency_notebook_runs(tmp_path):
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     cell.source = ("n_train = 300\nteacher_epochs = 1\nstudent_epochs = 1\nteacher_width = 8\nstudent_width = 4\n"
                    "n_images = 60\nheatmap_images = 8\neps = 4.0\ngraph_nodes = 200\ngraph_epochs = 20\nseeds = 1\n"
-                   "homophily = 0.8")
+                   "homophily = 0.8\ngraph_features = 16\ngraph_signal = 0.5\navg_degree = 4.0")
     nb.cells.append(nbformat.v4.new_code_cell(
         "import json\nprint('RESULT=' + json.dumps({'models': sorted(art.bands.model.unique()), "
         "'maps': sorted(art.heatmaps), 'graph': table.model.tolist(), 'n': art.heatmaps['teacher'].n_images}))"))
