@@ -72,7 +72,7 @@ def graph_study(progress: Any, homophily: float = 0.8, seeds: Sequence[int] = (0
     """GCN teacher, MLP, KD-MLP and FF-G2M-MLP on a CSBM graph; mean and std over ``seeds`` per model (saved
     into ``folder`` when given). The defaults are the regime of citation graphs: more features than nodes (the
     MLP can fit every node's target) and a low degree, where FF-G2M's smoothed targets pay off; with few
-    features (32, signal 0.5, degree 8) the MLP is feature-limited and vanilla KD does as well (BENCHMARKS.md)."""
+    features (32, signal 0.5, degree 8) the MLP is feature-limited and vanilla KD does better (BENCHMARKS.md)."""
     rows = distillation_study("csbm", seeds=list(seeds), epochs=epochs, progress=progress, nodes=nodes,
                               homophily=homophily, signal=signal, features=features, avg_degree=avg_degree)
     table = summarize_study(rows)
