@@ -18,7 +18,6 @@ where the MLP can fit a target on every node, so the student reaches the quality
 from __future__ import annotations
 
 import argparse
-import functools
 import itertools
 import time
 
@@ -26,10 +25,8 @@ import pandas as pd
 import torch
 
 from bench.common import markdown, save
-from kdlab.analysis.graph_frequency import compare_models, spectrum, summarize_study
+from kdlab.analysis.graph_frequency import distillation_study, summarize_study
 from kdlab.data.graphs import load_graph
-from kdlab.distill.graph import GraphTrainConfig, train_graph
-from kdlab.models.gnn import create_graph_model
 
 LAMS = (0.0, 0.2, 0.5)  # FF-G2M's authors report their best results at small lambda; both students get the same
 KD_GRID = [{"lam": lam, "tau": tau} for lam, tau in itertools.product(LAMS, (1.0, 2.0))]
@@ -37,27 +34,28 @@ FF_GRID = [{"lam": lam, "tau_low": tl, "tau_high": th}
            for lam, tl, th in itertools.product(LAMS, (1.0, 2.0), (0.5, 1.0, 2.0))]
 
 
+GRIDS = {"KD-MLP": ("g2m_kd", KD_GRID, {"lam": 0.5, "tau": 1.0}),
+         "FF-G2M-MLP": ("ff_g2m", FF_GRID, {"lam": 0.5, "tau_low": 1.0, "tau_high": 1.0})}
+
+
 def run_level(homophily: float, seeds: list[int], epochs: int, **graph: float) -> pd.DataFrame:
+    """Every grid point as a student of ``distillation_study``; per seed and student family, the default point
+    and the point of best validation accuracy are kept."""
+    students = {"MLP": ("graph_vanilla", {})}
+    students.update({f"{label} {p}": (method, p) for label, (method, grid, _d) in GRIDS.items() for p in grid})
+    every = distillation_study("csbm", seeds=seeds, epochs=epochs, students=students, homophily=homophily, **graph)
     rows = []
-    for seed in seeds:
-        g = load_graph("csbm", seed=seed, homophily=homophily, **graph)
-        cfg = GraphTrainConfig(epochs=epochs, seed=seed)
-        model = functools.partial(create_graph_model, in_features=g.num_features, num_classes=4, seed=seed)
-        results = {"GCN teacher": train_graph("graph_vanilla", model("gcn"), g, config=cfg)}
-        teacher = results["GCN teacher"].logits
-        results["MLP"] = train_graph("graph_vanilla", model("mlp"), g, config=cfg)
-        for label, method, grid, default in (("KD-MLP", "g2m_kd", KD_GRID, {"lam": 0.5, "tau": 1.0}),
-                                             ("FF-G2M-MLP", "ff_g2m", FF_GRID,
-                                              {"lam": 0.5, "tau_low": 1.0, "tau_high": 1.0})):
-            runs = [(p, train_graph(method, model("mlp"), g, teacher=teacher, config=cfg, **p)) for p in grid]
-            results[f"{label} (default)"] = next(r for p, r in runs if p == default)
-            best_p, best = max(runs, key=lambda pr: pr[1].val_acc)
-            results[f"{label} (val-selected)"] = best
-            print(f"h={homophily} seed={seed} {label}: chosen {best_p}", flush=True)
-        energy = compare_models(spectrum(g), {k: r.logits for k, r in results.items()}, reference="GCN teacher")
-        energy.insert(0, "seed", seed)
-        energy.insert(2, "test_acc", [results[m].test_acc for m in energy["model"]])
-        energy["homophily_measured"] = g.edge_homophily()
+    for seed, one in every.groupby("seed", sort=False):
+        one = one.set_index("model")
+        kept = [one.loc[["GCN teacher", "MLP"]]]
+        for label, (_method, grid, default) in GRIDS.items():
+            runs = one.loc[[f"{label} {p}" for p in grid]]
+            best = runs["val_acc"].idxmax()  # the first of equals, in grid order
+            kept += [one.loc[[f"{label} {default}"]].rename(index=lambda _m, lb=label: f"{lb} (default)"),
+                     one.loc[[best]].rename(index=lambda _m, lb=label: f"{lb} (val-selected)")]
+            print(f"h={homophily} seed={seed} {label}: chosen {best[len(label) + 1:]}", flush=True)
+        energy = pd.concat(kept).reset_index()
+        energy["homophily_measured"] = load_graph("csbm", seed=seed, homophily=homophily, **graph).edge_homophily()
         rows.append(energy)
         print(energy[["model", "test_acc", "high_fraction", "hf_similarity"]].round(3).to_string(), flush=True)
     return pd.concat(rows, ignore_index=True)
@@ -80,7 +78,7 @@ def main() -> None:
     for h in args.levels:
         rows = run_level(h, seeds, args.epochs, nodes=args.nodes, signal=args.signal, features=args.features,
                          avg_degree=args.degree)
-        summary = summarize_study(rows.drop(columns=["homophily_measured"]))
+        summary = summarize_study(rows.drop(columns=["homophily_measured", "val_acc"]))
         data[str(h)] = {"rows": rows.to_dict("records"), "summary": summary.to_dict("records")}
         table = [{"model": r["model"], "test acc": f"{r['test_acc']:.3f} ± {r['test_acc_std']:.3f}",
                   "high-freq share": f"{r['high_fraction']:.3f} ± {r['high_fraction_std']:.3f}",

@@ -177,7 +177,8 @@ def distillation_study(graph: str = "csbm", seeds: Sequence[int] = (0,), teacher
     measure each model's test accuracy and graph-frequency energy of its predictions.
 
     ``students``: label -> (graph method, params) (default ``STUDY_STUDENTS``). Returns one row per seed and
-    model: seed, model, test_acc, low, high, high_fraction, dirichlet, hf_similarity (to the teacher). The same
+    model: seed, model, test_acc, val_acc, low, high, high_fraction, dirichlet, hf_similarity (to the teacher;
+    ``val_acc`` lets a caller pick among students by validation, never test, accuracy). The same
     seeds give the same numbers: each model's initial weights come from its seed (all students start alike).
     """
     from kdlab.data.graphs import load_graph
@@ -206,6 +207,7 @@ def distillation_study(graph: str = "csbm", seeds: Sequence[int] = (0,), teacher
         energy = compare_models(g, {k: r.logits for k, r in res.items()}, reference=t_label, cutoff=cutoff)
         energy.insert(0, "seed", seed)
         energy.insert(2, "test_acc", [res[m].test_acc for m in energy["model"]])
+        energy.insert(3, "val_acc", [res[m].val_acc for m in energy["model"]])
         rows.append(energy)
     return pd.concat(rows, ignore_index=True)
 

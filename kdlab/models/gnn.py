@@ -109,6 +109,8 @@ def create_graph_model(name: str, in_features: int, num_classes: int, seed: int 
     for field, v in (("in_features", in_features), ("num_classes", num_classes)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ConfigError(f"{field}: expected a positive integer, got {v!r}")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        raise ConfigError(f"seed: expected a non-negative integer or None, got {seed!r}")
     entry = GRAPH_MODELS.entry(name, "graph model")
     params = GRAPH_MODELS.validate(name, params, f"graph model {name!r} params")
     if seed is None:

@@ -86,3 +86,5 @@ def test_seeded_graph_model_weights_depend_on_the_seed_only_and_leave_the_global
     assert torch.equal(weights(a), weights(b))
     assert not torch.equal(weights(a), weights(create_graph_model("gcn", 16, 3, seed=8)))
     assert not torch.equal(weights(create_graph_model("gcn", 16, 3)), weights(create_graph_model("gcn", 16, 3)))
+    with pytest.raises(ConfigError, match="seed"):
+        create_graph_model("gcn", 16, 3, seed="7")
