@@ -75,7 +75,7 @@ def torch_cka_grid(a, b, layers, x, batch):
 @torch.no_grad()
 def trace_formula_grid(a, b, layers, x, batch):
     """torch-cka's algorithm (uncentred features, diagonal-zeroed Grams, the trace form of HSIC_1) in float64."""
-    from kdlab.distill.taps import FeatureTaps
+    from kdlab.models.taps import FeatureTaps
 
     xy = np.zeros((len(layers), len(layers)))
     xx, yy = np.zeros(len(layers)), np.zeros(len(layers))

@@ -22,9 +22,9 @@ from kdlab.analysis.fourier_heatmap import basis_image, fourier_heatmap
 from kdlab.analysis.frequency import band_curves, feature_spectra
 from kdlab.data import load
 from kdlab.distill import create_distiller
-from kdlab.distill.evaluate import predict
 from kdlab.distill.trainer import TrainConfig, Trainer
 from kdlab.models import create
+from kdlab.models.inference import predict
 
 
 def fit(method, student, train, val, teacher=None, epochs=8):

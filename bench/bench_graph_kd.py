@@ -25,8 +25,9 @@ import pandas as pd
 import torch
 
 from bench.common import markdown, save
-from kdlab.analysis.graph_frequency import distillation_study, summarize_study
+from kdlab.analysis.graph_frequency import summarize_study
 from kdlab.data.graphs import load_graph
+from kdlab.distill.graph_study import distillation_study
 
 LAMS = (0.0, 0.2, 0.5)  # FF-G2M's authors report their best results at small lambda; both students get the same
 KD_GRID = [{"lam": lam, "tau": tau} for lam, tau in itertools.product(LAMS, (1.0, 2.0))]

@@ -12,8 +12,9 @@ from scipy.stats import kendalltau
 
 from bench.common import VIT_OPTIM, kd_setup, markdown, save
 from kdlab.analysis.student_choice import rank_students
-from kdlab.distill.evaluate import predict, score
+from kdlab.distill.evaluate import score
 from kdlab.models import create
+from kdlab.models.inference import predict
 
 CANDIDATES = {
     "convnet-w32-d3": {"name": "convnet", "params": {"width": 32, "depth": 3}},

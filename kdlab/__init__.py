@@ -4,7 +4,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from kdlab import data, distill, models, transfer  # noqa: E402,F401  (transfer registers "zoo:" models)
-from kdlab.distill import FeatureTaps, create_distiller, list_methods, register_method  # noqa: E402
+from kdlab.distill import create_distiller, list_methods, register_method  # noqa: E402
 from kdlab.distill.trainer import Callback, TrainConfig, Trainer  # noqa: E402
 from kdlab.errors import (  # noqa: E402
                           CheckpointError,
@@ -15,7 +15,8 @@ from kdlab.errors import (  # noqa: E402
                           UnknownNameError,
 )
 from kdlab.models import create, list_models, register_model  # noqa: E402
-from kdlab.runs.background import RunHandle, launch  # noqa: E402
+from kdlab.models.taps import FeatureTaps  # noqa: E402
+from kdlab.runs.background import RunHandle, launch, submit  # noqa: E402
 from kdlab.runs.experiment import run_experiment  # noqa: E402
 from kdlab.runs.spec import ExperimentSpec, load_spec  # noqa: E402
 from kdlab.runs.store import open_store  # noqa: E402
@@ -24,5 +25,5 @@ __all__ = [
     "Callback", "CheckpointError", "ConfigError", "ExperimentSpec", "FeatureTaps", "KdlabError",
     "NonFiniteLossError", "ShapeError", "TrainConfig", "Trainer", "UnknownNameError", "create",
     "create_distiller", "data", "distill", "list_methods", "list_models", "load_spec", "models",
-    "register_method", "register_model", "run_experiment", "launch", "open_store", "RunHandle",
+    "register_method", "register_model", "run_experiment", "launch", "submit", "open_store", "RunHandle",
 ]

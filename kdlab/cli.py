@@ -11,12 +11,13 @@ from pathlib import Path
 from kdlab.errors import KdlabError
 
 
-def new_run_dir(name: str) -> Path:
-    """A fresh folder ``<KDLAB_HOME>/runs/<timestamp>-<name>-<hex>`` for a foreground run."""
+def new_run_dir(name: str, parent: Path | None = None) -> Path:
+    """A fresh folder ``<parent>/<timestamp>-<name>-<hex>`` (default parent: ``<KDLAB_HOME>/runs``)."""
     from kdlab.paths import home
 
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40] or "run"
-    path = home() / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}-{secrets.token_hex(2)}"
+    parent = parent if parent is not None else home() / "runs"
+    path = parent / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}-{secrets.token_hex(2)}"
     path.mkdir(parents=True)
     return path
 
@@ -29,14 +30,19 @@ def _print_frame(df) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from kdlab.runs.demo import REPORT, run_demo
+    from kdlab.demo import REPORT, run_demo
+    from kdlab.runs.store import open_store
 
-    out = new_run_dir("demo")
-    print(f"kdlab demo: ConvNet teacher -> MLP student on mnist5k (results in {out})", flush=True)
-    table = run_demo(out, seed=args.seed, epochs=args.epochs, teacher_epochs=args.teacher_epochs)
+    store = open_store(args.store)
+    out = new_run_dir("demo", store.root / "reports")
+    print(f"kdlab demo: ConvNet teacher -> MLP student on mnist5k, with and without KD, then CKA and frequency "
+          f"analyses of the KD student; every step is a job in the run store {store.root}", flush=True)
+    t0 = time.perf_counter()
+    table = run_demo(out, seed=args.seed, epochs=args.epochs, teacher_epochs=args.teacher_epochs, store=store)
     print()
     print(table.to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"\nresults: {out / 'demo.json'}\nreport:  {out / REPORT} (one self-contained file)")
+    print(f"{time.perf_counter() - t0:.0f} s; `kdlab runs` lists the demo's runs, `make serve` shows them")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -86,8 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="teacher -> student with and without KD on built-in mnist5k")
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--epochs", type=int, default=10, help="student epochs")
-    d.add_argument("--teacher-epochs", type=int, default=10)
+    d.add_argument("--epochs", type=int, default=8, help="student epochs")
+    d.add_argument("--teacher-epochs", type=int, default=6)
+    d.add_argument("--store", help="run store folder (default: KDLAB_HOME)")
     d.set_defaults(fn=cmd_demo)
     t = sub.add_parser("train", help="run an experiment spec (YAML/JSON) in the foreground")
     t.add_argument("spec", help="path of the spec file")

@@ -2,15 +2,62 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One invalid value, as data: where it is, what is wrong, and the valid choices when they are known.
+
+    ``path`` is a tuple of keys (``("method", "params", "temperature")``; list positions are ints); a dotted
+    string is split on its dots. ``message`` does not repeat the path. UIs map ``path`` to their widgets.
+    """
+
+    path: tuple[str | int, ...]
+    message: str
+    choices: tuple | None = None
+
+    def __post_init__(self) -> None:
+        path = self.path
+        if isinstance(path, str):
+            path = tuple(p for p in path.split(".") if p)
+        object.__setattr__(self, "path", tuple(path))
+        if self.choices is not None:
+            object.__setattr__(self, "choices", tuple(self.choices))
+
+    @property
+    def where(self) -> str:
+        """The path as a dotted string (``method.params.temperature``; ``""`` for the whole object)."""
+        return ".".join(str(p) for p in self.path)
+
+    def under(self, *prefix: str | int) -> Issue:
+        """This issue seen from a containing object: ``prefix`` joined in front of the path."""
+        return Issue((*prefix, *self.path), self.message, self.choices)
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.path else self.message
 
 
 class KdlabError(Exception):
-    """Base class of every kdlab error."""
+    """Base class of every kdlab error. ``issues`` carries what was wrong as data (may be empty)."""
+
+    def __init__(self, *args: Any, issues: Sequence[Issue] = ()):
+        super().__init__(*args)
+        self.issues: tuple[Issue, ...] = tuple(issues)
+
+    @classmethod
+    def at(cls, path: str | Sequence[str | int], message: str, choices: Iterable[Any] | None = None) -> Any:
+        """The error for one bad value: text ``"path: message"``, with that one ``Issue`` attached."""
+        issue = Issue(path if isinstance(path, str) else tuple(path), message,
+                      tuple(choices) if choices is not None else None)
+        return cls(str(issue), issues=[issue])
 
 
 class ConfigError(KdlabError, ValueError):
-    """A value (spec field, parameter, argument) is invalid; the message names its path."""
+    """A value (spec field, parameter, argument) is invalid; the message names its path, ``issues`` hold
+    each bad field's path, message and valid choices as data."""
 
 
 class UnknownNameError(KdlabError, KeyError):
@@ -46,4 +93,6 @@ def unknown(kind: str, name: str, choices: Iterable[str], where: str | None = No
     loc = f"{where}: " if where else ""
     hint = f" Did you mean {', '.join(repr(c) for c in near)}?" if near else ""
     shown = ", ".join(choices[:60]) + (" ..." if len(choices) > 60 else "")
-    return UnknownNameError(f"{loc}unknown {kind} {name!r}.{hint} Valid: {shown}")
+    message = f"unknown {kind} {name!r}.{hint} Valid: {shown}"
+    issue = Issue((where,) if where else (), message, tuple(choices))  # ``where`` may be free text, kept whole
+    return UnknownNameError(f"{loc}{message}", issues=[issue])

@@ -18,37 +18,51 @@ class Param:
     low: float | None = None
     high: float | None = None
     choices: tuple | None = None
+    low_open: bool = False  # ``low`` itself is not allowed (value > low)
+    high_open: bool = False  # ``high`` itself is not allowed (value < high)
 
     def check(self, value: Any, where: str) -> Any:
-        """Return ``value`` coerced to this type, or raise ConfigError naming ``where``."""
+        """Return ``value`` coerced to this type, or raise ConfigError naming ``where`` (its ``issues`` hold
+        one ``Issue`` at ``where`` with this parameter's choices)."""
         if value is None and self.default is None:
             return None
         if self.choices is not None:
             if value not in self.choices:
-                raise ConfigError(f"{where}: {value!r} is not one of {list(self.choices)}")
+                raise ConfigError.at(where, f"{value!r} is not one of {list(self.choices)}", self.choices)
             return value
         if self.type is bool:
             if not isinstance(value, bool):
-                raise ConfigError(f"{where}: expected true/false, got {value!r}")
+                raise ConfigError.at(where, f"expected true/false, got {value!r}")
             return value
         if self.type in (int, float):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{where}: expected a {self.type.__name__}, got {value!r}")
+                raise ConfigError.at(where, f"expected a {self.type.__name__}, got {value!r}")
             if self.type is int and float(value) != int(value):
-                raise ConfigError(f"{where}: expected an integer, got {value!r}")
+                raise ConfigError.at(where, f"expected an integer, got {value!r}")
             value = self.type(value)
-            if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
-                raise ConfigError(f"{where}: {value!r} is outside [{self.low}, {self.high}]")
+            if not self.in_range(value):
+                raise ConfigError.at(where, f"{value!r} is outside {self.range_text()}")
             return value
         if self.type is list and isinstance(value, tuple):
             value = list(value)
         if not isinstance(value, self.type):
-            raise ConfigError(f"{where}: expected {self.type.__name__}, got {type(value).__name__} {value!r}")
+            raise ConfigError.at(where, f"expected {self.type.__name__}, got {type(value).__name__} {value!r}")
         return value
+
+    def in_range(self, value: float) -> bool:
+        """Whether ``value`` lies within ``low``/``high`` (open ends excluded)."""
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
+
+    def range_text(self) -> str:
+        """The range in interval notation: ``[0.05, 100.0]``, ``(0.0, 10.0]``."""
+        return f"{'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
 
     def describe(self) -> dict[str, Any]:
         """A plain dict (for tables and UI forms)."""
         return {"type": self.type.__name__, "default": self.default, "low": self.low, "high": self.high,
+                "low_open": self.low_open, "high_open": self.high_open,
                 "choices": list(self.choices) if self.choices else None, "doc": self.doc}
 
 
@@ -107,7 +121,8 @@ class Registry:
         extra = sorted(set(values) - set(entry.params))
         if extra:
             valid = ", ".join(sorted(entry.params)) or "(none)"
-            raise ConfigError(f"{where}.{extra[0]}: unknown parameter of {self.kind} {name!r}; valid: {valid}")
+            raise ConfigError.at(f"{where}.{extra[0]}", f"unknown parameter of {self.kind} {name!r}; valid: {valid}",
+                                 sorted(entry.params))
         return {k: p.check(values.get(k, p.default), f"{where}.{k}") for k, p in entry.params.items()}
 
     def table(self) -> list[dict[str, Any]]:

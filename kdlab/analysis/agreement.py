@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from kdlab.errors import ConfigError, ShapeError
+from kdlab.models.inference import predict
 
 
 def _logits(a: Any, name: str) -> np.ndarray:
@@ -97,7 +98,5 @@ def agreement(teacher_logits: Any, student_logits: Any, labels: Any, class_names
 
 
 def model_agreement(teacher: torch.nn.Module, student: torch.nn.Module, data: Any, **kwargs: Any) -> Agreement:
-    """``agreement`` of two models on an ``ArrayDataset`` (logits from ``kdlab.distill.evaluate.predict``)."""
-    from kdlab.distill.evaluate import predict
-
+    """``agreement`` of two models on an ``ArrayDataset`` (logits from ``kdlab.models.inference.predict``)."""
     return agreement(predict(teacher, data), predict(student, data), data.y, list(data.classes), **kwargs)

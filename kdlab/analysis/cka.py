@@ -25,8 +25,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from kdlab.distill.taps import FeatureTaps, resolve
+from kdlab.data.base import ArrayDataset, BatchLoader
 from kdlab.errors import ConfigError, ShapeError
+from kdlab.models.taps import FeatureTaps, resolve
 
 POOLS = ("flatten", "mean")
 Progress = Callable[[int, int, str], None]
@@ -233,8 +234,6 @@ def minibatch_cka(x: Any, y: Any, batch_size: int = 256) -> float:
 
 def _batches(data: Any, batch_size: int) -> Iterable[torch.Tensor]:
     """Input batches from an ArrayDataset, a BatchLoader, a tensor or an iterable of batches/(x, y, ...)."""
-    from kdlab.data.base import ArrayDataset, BatchLoader
-
     if isinstance(data, ArrayDataset):
         data = BatchLoader(data, batch_size)
     if isinstance(data, torch.Tensor):

@@ -4,6 +4,10 @@
 fixed sample of ``data`` and keeps long-format rows (epoch, teacher layer, student layer, cka); with
 ``path`` it rewrites that JSON file after each record (e.g. ``run_dir/artifacts/cka_epochs.json``), so a
 dashboard or report can read it while the run goes on.
+
+It implements the trainer's callback hooks (``kdlab.distill.trainer.Callback``) by their names rather than by
+subclassing, so the analysis layer does not import ``kdlab.distill``: any trainer exposing ``distiller``,
+``device`` and ``epoch`` can drive it.
 """
 from __future__ import annotations
 
@@ -17,12 +21,13 @@ import pandas as pd
 
 from kdlab.analysis.cka import cka_matrix
 from kdlab.data.base import ArrayDataset
-from kdlab.distill.base import chosen_layers
-from kdlab.distill.trainer import Callback, Trainer
 from kdlab.errors import ConfigError
+from kdlab.models.taps import chosen_layers
+
+TrainerLike = Any  # a kdlab.distill.trainer.Trainer (duck-typed: .distiller, .device, .epoch)
 
 
-class CKARecorder(Callback):
+class CKARecorder:
     """Records minibatch linear CKA of every (teacher layer, student layer) pair over training."""
 
     def __init__(self, data: ArrayDataset, teacher_layers: Sequence[str] | None = None,
@@ -37,7 +42,7 @@ class CKARecorder(Callback):
         self.path = Path(path) if path is not None else None
         self.rows: list[dict[str, Any]] = []
 
-    def _record(self, trainer: Trainer, epoch: int) -> None:
+    def _record(self, trainer: TrainerLike, epoch: int) -> None:
         d = trainer.distiller
         if d.teacher is None:
             raise ConfigError("CKARecorder: this distiller has no teacher to compare the student with")
@@ -54,13 +59,17 @@ class CKARecorder(Callback):
             tmp.write_text(json.dumps({"pool": self.pool, "n_samples": df.attrs["n_samples"], "rows": self.rows}))
             os.replace(tmp, self.path)
 
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def on_fit_start(self, trainer: TrainerLike) -> None:
         if not any(r["epoch"] == trainer.epoch for r in self.rows):
             self._record(trainer, trainer.epoch)
 
-    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+    def on_step_end(self, trainer: TrainerLike, metrics: dict[str, float]) -> None: ...
+
+    def on_epoch_end(self, trainer: TrainerLike, metrics: dict[str, float]) -> None:
         if trainer.epoch % self.every == 0:
             self._record(trainer, trainer.epoch)
+
+    def on_fit_end(self, trainer: TrainerLike, result: Any) -> None: ...
 
     def frame(self) -> pd.DataFrame:
         """The records: one row per (epoch, teacher_layer, student_layer)."""

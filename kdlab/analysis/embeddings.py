@@ -18,8 +18,8 @@ from torch import nn
 
 from kdlab.analysis.cka import pool_features
 from kdlab.data.base import ArrayDataset, BatchLoader
-from kdlab.distill.taps import FeatureTaps
 from kdlab.errors import ConfigError
+from kdlab.models.taps import FeatureTaps
 
 METHODS = ("pca", "umap")
 
@@ -52,7 +52,7 @@ def embed(features: Any, method: str = "pca", seed: int = 0, n_neighbors: int = 
     if len(x) < 3:
         raise ConfigError(f"features: need at least 3 samples to embed, got {len(x)}")
     if method == "pca":
-        from sklearn.decomposition import PCA
+        from sklearn.decomposition import PCA  # lazy: importing sklearn costs about a second
 
         z = PCA(n_components=min(2, x.shape[1]), random_state=seed).fit_transform(x)
         if z.shape[1] < 2:

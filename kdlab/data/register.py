@@ -283,20 +283,24 @@ def _write_record(name: str, record: dict[str, Any] | None) -> None:
     os.replace(tmp, path)
 
 
+Build = Callable[[], tuple[ArrayDataset, np.ndarray]]
+
+#: record kind -> ``rebuilder(name, record)`` giving the function that re-reads that dataset. "arrays" is
+#: here; the file formats ("folder", "cifar") are added by ``kdlab.data.user``, which reads them.
+REBUILDERS: dict[str, Callable[[str, dict[str, Any]], Build]] = {
+    "arrays": lambda name, _record: lambda: load_arrays(name),
+}
+
+
 def restore(name: str) -> bool:
     """Re-register a recorded user dataset (lazily: files are read on first ``load``); False if unknown."""
     record = read_manifest().get(name)
     if not isinstance(record, dict) or not _NAME.match(name):
         return False
     kind, info = record.get("kind"), dict(record.get("info", {}))
-    if kind == "arrays":
-        build: Callable[[], tuple[ArrayDataset, np.ndarray]] = lambda: load_arrays(name)  # noqa: E731
-    elif kind in ("folder", "cifar"):
-        from kdlab.data import user
-
-        build = user.rebuilder(name, record)
-    else:
+    if kind not in REBUILDERS:
         return False
+    build = REBUILDERS[kind](name, record)
     info["shape"] = tuple(info.get("shape", ()))
     _install(name, UserData(name, build), {"n_train": N_TRAIN_PARAM}, **info)
     return True

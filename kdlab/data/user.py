@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from kdlab.data.base import ArrayDataset
 from kdlab.data.cache import cached
 from kdlab.data.register import (
+    REBUILDERS,
     TEST,
     TRAIN,
     VAL,
@@ -317,6 +318,9 @@ def rebuilder(name: str, record: dict[str, Any]) -> Callable[[], tuple[ArrayData
         return full, part
 
     return build
+
+
+REBUILDERS["folder"] = REBUILDERS["cifar"] = rebuilder
 
 
 # ----------------------------------------------------------------------------------------- torch datasets

@@ -10,7 +10,7 @@ from kdlab.distill.base import (
                                 list_methods,
                                 register_method,
 )
-from kdlab.distill.taps import FeatureTaps, feature_shapes
+from kdlab.models.taps import FeatureTaps, feature_shapes
 
 __all__ = ["METHODS", "Distiller", "FeatureTaps", "TeacherOutput", "create_distiller", "feature_shapes",
            "list_methods", "register_method"]

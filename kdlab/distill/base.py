@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdlab.distill.adapters import make_adapter
-from kdlab.distill.taps import FeatureTaps, feature_shapes
 from kdlab.errors import ConfigError, ShapeError
+from kdlab.models.taps import FeatureTaps, chosen_layers, feature_shapes
 from kdlab.registry import Param, Registry
 
 METHODS = Registry("method")
@@ -55,21 +55,6 @@ class TeacherOutput:
     def to(self, device: torch.device | str) -> TeacherOutput:
         return TeacherOutput(self.logits.to(device, non_blocking=True),
                              {k: v.to(device, non_blocking=True) for k, v in self.features.items()})
-
-
-def declared_layers(model: nn.Module, kind: str = "stages") -> list[str]:
-    """The tap paths a zoo model declares (``kdlab_taps``), e.g. its stages or its embedding layer."""
-    taps = getattr(model, "kdlab_taps", None)
-    if not taps or kind not in taps:
-        raise ConfigError(f"{type(model).__name__} declares no {kind!r} taps: pass teacher_layers/"
-                          "student_layers with paths from model.named_modules()")
-    value = taps[kind]
-    return [value] if isinstance(value, str) else list(value)
-
-
-def chosen_layers(model: nn.Module, layers: Sequence[str] | None, kind: str = "stages") -> list[str]:
-    """``layers`` when given, else the ``kind`` taps that ``model`` declares."""
-    return list(layers) if layers else declared_layers(model, kind)
 
 
 class Distiller(nn.Module):

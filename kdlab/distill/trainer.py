@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -14,30 +14,57 @@ import torch
 
 from kdlab.data.base import ArrayDataset, BatchLoader
 from kdlab.distill.base import Distiller, TeacherOutput
-from kdlab.distill.evaluate import Evaluation, evaluate, predict, score
-from kdlab.distill.optim import build_optimizer, build_schedule
+from kdlab.distill.evaluate import Evaluation, evaluate, score
+from kdlab.distill.optim import OPTIM, build_optimizer, build_schedule
 from kdlab.distill.teacher_cache import TeacherCache, cache_bytes
 from kdlab.errors import CheckpointError, ConfigError, NonFiniteLossError
+from kdlab.models.checkpoints import load_state
+from kdlab.models.inference import predict
+
+
+def _setting(key: str) -> Any:
+    """A ``TrainConfig`` field whose default (read when a config is made) and checks are ``OPTIM[key]``'s."""
+    return field(default_factory=lambda: OPTIM[key].default, metadata={"optim": key})
 
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings of one training run (the spec's ``optim`` section plus runtime choices)."""
+    """Optimisation settings of one training run (the spec's ``optim`` section plus runtime choices).
 
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    grad_clip: float | None = None
+    The optimisation fields (those with ``metadata["optim"]``; ``optimizer`` is the spec's ``name``) take
+    their defaults, bounds and choices from ``kdlab.distill.optim.OPTIM``; a bad value raises ConfigError.
+    """
+
+    epochs: int = _setting("epochs")
+    batch_size: int = _setting("batch_size")
+    optimizer: str = _setting("name")
+    lr: float = _setting("lr")
+    momentum: float = _setting("momentum")
+    weight_decay: float = _setting("weight_decay")
+    schedule: str = _setting("schedule")
+    grad_clip: float | None = _setting("grad_clip")
     seed: int = 0
     device: str = "auto"
     amp: bool = False
     cache_teacher: bool = True
     cache_limit_mb: float = 1024.0
     log_every: int = 10
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if "optim" in f.metadata:
+                setattr(self, f.name, OPTIM[f.metadata["optim"]].check(getattr(self, f.name), f.name))
+
+    @classmethod
+    def from_optim(cls, optim: Any, **runtime: Any) -> TrainConfig:
+        """The config of a spec's ``optim`` section (an ``OptimSpec`` or a mapping of ``OPTIM`` keys) plus
+        runtime choices (seed, device, amp, ...)."""
+        settings: dict[str, Any] = {}
+        for f in fields(cls):
+            key = f.metadata.get("optim")
+            if key is not None and (key in optim if isinstance(optim, Mapping) else hasattr(optim, key)):
+                settings[f.name] = optim[key] if isinstance(optim, Mapping) else getattr(optim, key)
+        return cls(**settings, **runtime)
 
 
 class Callback:
@@ -92,7 +119,7 @@ class Trainer:
 
     def __init__(self, distiller: Distiller, config: TrainConfig | None = None,
                  callbacks: Sequence[Callback] = (), checkpoint_dir: str | Path | None = None):
-        from accelerate import Accelerator
+        from accelerate import Accelerator  # lazy: only a Trainer needs it (and its imports)
 
         self.config = config or TrainConfig()
         device = pick_device(self.config.device)
@@ -277,18 +304,3 @@ class Trainer:
 def loader_frac(seen: int, loader: BatchLoader) -> float:
     """Fraction of the epoch done after ``seen`` samples of this process's shard."""
     return seen / max(1, loader.num_samples)
-
-
-def load_state(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint dict with ``weights_only=True``; missing/truncated/corrupt -> CheckpointError."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"checkpoint {path} is corrupted or truncated ({type(e).__name__}: {e}); "
-                              "nothing was changed") from e
-    if not isinstance(state, dict) or "model" not in state:
-        raise CheckpointError(f"checkpoint {path} is not a kdlab checkpoint (no 'model' entry)")
-    return state

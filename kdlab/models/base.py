@@ -7,7 +7,8 @@ from typing import Any
 import pandas as pd
 from torch import nn
 
-from kdlab.errors import ConfigError
+from kdlab.errors import ConfigError, unknown
+from kdlab.models.external import BUILDERS, create_external, table_rows
 from kdlab.registry import Param, Registry
 
 MODELS = Registry("model")
@@ -30,8 +31,8 @@ def create(name: str, num_classes: int, in_shape: tuple[int, ...] | list[int], *
     if len(in_shape) != 3 or any((not isinstance(d, int)) or d < 1 for d in in_shape):
         raise ConfigError(f"in_shape: expected (channels, height, width) positive integers, got {in_shape!r}")
     if isinstance(name, str) and ":" in name:  # "timm:<name>", "torchvision:<name>" passthrough
-        from kdlab.models.external import create_external
-
+        if name.partition(":")[0] not in BUILDERS:
+            raise unknown("model", name, [*MODELS.names(), *(f"{p}:<name>" for p in BUILDERS)], where="model")
         model = create_external(name, num_classes, in_shape, params)
     else:
         entry = MODELS.entry(name, "model")
@@ -43,6 +44,4 @@ def create(name: str, num_classes: int, in_shape: tuple[int, ...] | list[int], *
 
 def list_models() -> pd.DataFrame:
     """Registered models: name, family, summary and parameters (plus the timm:/torchvision: passthroughs)."""
-    from kdlab.models.external import table_rows
-
     return pd.DataFrame(MODELS.table() + table_rows())

@@ -150,9 +150,7 @@ def create_external(name: str, num_classes: int, in_shape: tuple[int, int, int],
     """Build ``"<prefix>:<model>"`` from timm or torchvision (see the module docstring)."""
     prefix, _, inner = name.partition(":")
     if prefix not in BUILDERS:
-        from kdlab.models.base import MODELS
-
-        raise unknown("model", name, [*MODELS.names(), *(f"{p}:<name>" for p in BUILDERS)], where="model")
+        raise unknown("model prefix", prefix, list(BUILDERS), where="model")
     if not inner:
         raise ConfigError(f"model: {name!r} names no {prefix} model after the prefix "
                           f"(e.g. '{prefix}:resnet18')")

@@ -32,7 +32,7 @@ def condense_section(run: RunData) -> list[tuple[str, str, go.Figure]]:
     if run.folder is None:
         return []
     from kdlab.condense import nearest_real, summarize
-    from kdlab.runs.condense import list_snapshots, load_evaluation, load_snapshot, load_synthetic
+    from kdlab.jobs.condense import list_snapshots, load_evaluation, load_snapshot, load_synthetic
     from kdlab.viz.condense import accuracy_bars, class_grid, mean_vs_synthetic, neighbours_figure, snapshot_scrubber
     from kdlab.viz.theme import plotly_text
 

@@ -1,8 +1,8 @@
-"""Report section "frequency": the figures of a run's frequency analysis, read from its folder.
+"""Report section "frequency": the figures of a run's frequency analysis.
 
-``kdlab.analysis.frequency.FrequencyArtifacts.save(run_folder)`` (the Frequency page and notebook call it)
-writes band curves, Fourier heat maps, feature spectra and the GNN-to-MLP graph table; each one present
-becomes a figure here. A run without them adds nothing.
+A ``frequency`` job of the run (``kdlab.jobs.frequency``) saves band curves, Fourier heat maps and feature
+spectra; a ``graph_kd`` job the GNN-to-MLP graph table. Each one present becomes a figure here (read from the
+newest completed job of the run, or from the folder of a job itself); a run without them adds nothing.
 """
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ def frequency_section(run: RunData) -> list[tuple[str, str, go.Figure]]:
     """``(kind, title, figure)`` for each frequency artifact in ``run.folder``."""
     from kdlab.viz.frequency import band_accuracy_curves, feature_spectra, fourier_heatmaps, graph_energy_bars
 
-    if run.folder is None:
+    folder = run.artifact_folder("frequency")
+    if folder is None:
         return []
-    art = FrequencyArtifacts.load(run.folder)
+    art = FrequencyArtifacts.load(folder)
     out: list[tuple[str, str, go.Figure]] = []
     if art.bands is not None and len(art.bands):
         out.append(("frequency-bands", "Accuracy on low- and high-pass filtered inputs",

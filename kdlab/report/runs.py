@@ -70,6 +70,12 @@ class RunData:
     source: str = ""
     status: str | None = None
     folder: Path | None = None
+    analyses: dict[str, Path] = field(default_factory=dict)  # job kind -> folder of its newest completed job
+
+    def artifact_folder(self, kind: str) -> Path | None:
+        """Where the artifacts of a ``kind`` analysis of this run are: the newest completed ``kind`` job's folder,
+        else the run's own folder (a job run's own artifacts, or ones saved there by hand)."""
+        return self.analyses.get(kind, self.folder)
 
     # -- what the summary table shows ---------------------------------------------------------------
     @property
@@ -148,6 +154,11 @@ def _from_folder(path: Path, name: str | None) -> RunData:
         raise ConfigError(f"run: {results} does not hold a result object")
     run = _from_result(d, name, str(folder))
     run.folder = folder
+    store_root = folder.parent.parent
+    if folder.parent.name == "runs" and (store_root / "store.sqlite").is_file():  # a run folder of a store
+        from kdlab.runs.store import Store
+
+        run.analyses = analyses_of(Store(store_root), folder.name)
     if run.predictions is None:
         for p in (folder / PREDICTIONS_FILE, folder / "artifacts" / PREDICTIONS_FILE):
             if p.is_file():
@@ -156,11 +167,24 @@ def _from_folder(path: Path, name: str | None) -> RunData:
     return run
 
 
+def analyses_of(store: Any, run_id: str) -> dict[str, Path]:
+    """Job kind -> folder of the newest completed job of that kind that analysed run ``run_id``."""
+    out: dict[str, Path] = {}
+    try:
+        jobs = store.jobs(of=run_id, status="completed")
+    except Exception:  # not a run of this store (or an unreadable one): no analyses
+        return out
+    for rec in jobs:
+        kind = str(rec.spec.get("kind"))
+        out.setdefault(kind, store.run_dir(rec.id))
+    return out
+
+
 def run_from_store(store: Any, run: str) -> RunData:
     """A run of the run store (by id, unique id prefix or unique name): its folder's results when the run
     finished, else its record and the metrics logged so far (a running run reports its curves)."""
     run_id = store.resolve(run)
-    rec = store.get_run(run_id, refresh=False)  # reading never starts queued runs
+    rec = store.get_run(run_id)  # reading never starts queued runs
     folder = Path(rec.run_dir) if rec.run_dir else store.run_dir(run_id)
     if (folder / RESULTS_FILE).is_file():
         data = _from_folder(folder, rec.name)
@@ -175,6 +199,7 @@ def run_from_store(store: Any, run: str) -> RunData:
     data.status = rec.status
     data.source = f"store:{run_id} ({folder})"
     data.folder = folder
+    data.analyses = analyses_of(store, run_id)
     return data
 
 

@@ -1,14 +1,14 @@
 """Background execution: ``launch`` a spec, watch it through a ``RunHandle``, cancel and resume it.
 
-There is no daemon. The queue moves whenever someone looks: ``launch``, status reads (``RunHandle.status``,
-``Store.list_runs``/``get_run``), a finishing worker and the launching process's reaper thread all call
-``refresh``, which marks runs whose worker died without writing as ``interrupted`` (or ``cancelled`` when a
-cancel was asked for) and claims queued runs into free slots (claims are atomic transactions, so two
-processes never start the same run or exceed the limit).
+There is no daemon, and reading the store never starts work. The queue moves in three places only: ``launch``
+(and ``resume``), a finishing worker (and the launching process's reaper thread), and an explicit
+``Store.refresh()`` (the dashboard's tick, ``RunHandle.wait``). ``refresh`` marks runs whose worker died without
+writing as ``interrupted`` (or ``cancelled`` when a cancel was asked for) and claims queued runs into free
+slots (claims are atomic transactions, so two processes never start the same run or exceed the limit).
+``RunHandle.status`` and ``kdlab runs``/``status`` only ``reconcile`` (notice dead workers; start nothing).
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 import traceback
@@ -20,7 +20,8 @@ import pandas as pd
 
 from kdlab.errors import CheckpointError, ConfigError
 from kdlab.runs.executors import checkpoint_note, get_executor, log_tail
-from kdlab.runs.spec import ExperimentSpec, load_spec
+from kdlab.runs.job import Progress, get_job, kind_of
+from kdlab.runs.spec import ExperimentSpec, JobSpec, load_job
 from kdlab.runs.store import ACTIVE, TERMINAL, RunRecord, Store, open_store
 
 CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "epoch", "global_step")
@@ -84,7 +85,7 @@ def refresh(store: Store) -> None:
 
 def check_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a run checkpoint (weights only) and check it holds what resume needs; CheckpointError if not."""
-    from kdlab.distill.trainer import load_state
+    from kdlab.models.checkpoints import load_state
 
     state = load_state(path)
     missing = [k for k in CHECKPOINT_KEYS if k not in state]
@@ -100,17 +101,17 @@ def cancel_run(store: Store, run_id: str, timeout: float = 10.0) -> str:
     if run.status == "queued":
         if store.set_status(run_id, "cancelled", error="cancelled while queued", expect=("queued",)):
             return "cancelled"
-        run = store.get_run(run_id, refresh=False)
+        run = store.get_run(run_id)
     if run.status != "running":
         return run.status
     store.update_run(run_id, cancel_requested=True)
-    run = store.get_run(run_id, refresh=False)
+    run = store.get_run(run_id)
     ex = get_executor(run.executor)
     ex.stop(store, run)
     store.log(run_id, "cancel requested")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        run = store.get_run(run_id, refresh=False)
+        run = store.get_run(run_id)
         if run.status != "running":
             start_queued(store)
             return run.status
@@ -124,7 +125,7 @@ def cancel_run(store: Store, run_id: str, timeout: float = 10.0) -> str:
                      error=f"the worker did not stop within {timeout:g} s of the cancel request and was killed; "
                            f"{checkpoint_note(run)}")
     start_queued(store)
-    return store.get_run(run_id, refresh=False).status
+    return store.get_run(run_id).status
 
 
 def resume_run(store: Store, run_id: str) -> str:
@@ -148,30 +149,41 @@ def resume_run(store: Store, run_id: str) -> str:
     if not store.set_status(run_id, "queued", expect=(run.status,), message=note):
         raise ConfigError(f"run {run_id} changed status while resuming; try again")
     refresh(store)
-    return store.get_run(run_id, refresh=False).status
+    return store.get_run(run_id).status
 
 
-def launch(spec: ExperimentSpec | Mapping[str, Any] | str | os.PathLike[str], executor: str = "local",
+def launch(spec: ExperimentSpec | JobSpec | Mapping[str, Any] | str | os.PathLike[str], executor: str = "local",
            store: Store | str | os.PathLike[str] | None = None, name: str | None = None, *,
            tags: Iterable[str] = (), log_every: int = 10) -> RunHandle:
-    """Run ``spec`` in the background and return at once with a ``RunHandle``.
+    """Run ``spec`` (a job of any kind: an experiment spec trains, ``{kind: cka, params: {...}}`` analyses, ...)
+    in the background and return at once with a ``RunHandle``.
 
-    The spec is validated first (bad specs fail here, naming the field). The run is queued in ``store``
-    (default: ``KDLAB_HOME``) and starts as soon as ``executor`` has a free slot (``local``: at most
-    ``KDLAB_MAX_CONCURRENT`` / ``store.max_concurrent`` runs at once, default 2). ``log_every`` sets how
-    often (in optimiser steps) per-step metrics are recorded.
+    The spec is validated first (bad specs fail here, naming the field; runs a job names must exist). The run
+    is queued in ``store`` (default: ``KDLAB_HOME``) and starts as soon as ``executor`` has a free slot
+    (``local``: at most ``KDLAB_MAX_CONCURRENT`` / ``store.max_concurrent`` runs at once, default 2).
+    ``log_every`` sets how often (in optimiser steps) per-step metrics of a training run are recorded.
     """
     ex = get_executor(executor)
-    spec = load_spec(spec)
-    ex.check(spec)
+    spec = load_job(spec)
     if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 0:
         raise ConfigError(f"log_every: expected a whole number >= 0 (0: no per-step rows), got {log_every!r}")
     store = store if isinstance(store, Store) else open_store(store)
+    if isinstance(spec, JobSpec):
+        params = get_job(spec.kind).check(spec.params, store)
+        spec = JobSpec.model_validate({**spec.to_dict(), "params": params})
+    ex.check(spec)
     options = {"log_every": log_every, "cwd": os.getcwd(),
                "env": {k: v for k, v in os.environ.items() if k.startswith("KDLAB_")}}
     run_id = store.create_run(spec, name, executor=executor, tags=tags, options=options)
     refresh(store)
     return RunHandle(store, run_id)
+
+
+def submit(kind: str, store: Store | str | os.PathLike[str] | None = None, *, executor: str = "local",
+           name: str | None = None, device: str = "auto", tags: Iterable[str] = (), **params: Any) -> RunHandle:
+    """Launch a job of ``kind`` with ``params`` (``submit("cka", run=run_id, split="test")``): the Python call
+    behind every Compute button. See ``kdlab.runs.job.list_jobs()`` for the kinds and their parameters."""
+    return launch({"kind": kind, "params": params, "device": device}, executor, store, name, tags=tags)
 
 
 # ------------------------------------------------------------------------------------------ the handle
@@ -194,7 +206,8 @@ class RunHandle:
 
     @property
     def record(self) -> RunRecord:
-        """The run's full record (refreshed: a dead worker shows as interrupted)."""
+        """The run's full record (reconciled first: a dead worker shows as interrupted; nothing is started)."""
+        self.store.reconcile()
         return self.store.get_run(self.id)
 
     @property
@@ -227,17 +240,26 @@ class RunHandle:
         text = path.read_text(errors="replace") if path.is_file() else ""
         return "\n".join(text.splitlines()[-lines:]) if lines else text
 
-    def result(self) -> dict[str, Any] | None:
-        """The run's ``results.json`` (None until it completed)."""
-        path = self.run_dir / "results.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+    @property
+    def kind(self) -> str:
+        """The run's job kind (``train``, ``condense``, ``cka``, ...)."""
+        return kind_of(self.store.get_run(self.id).spec)
+
+    def progress(self) -> Progress:
+        """Where the job stands: ``done`` of ``total`` steps and its last log line."""
+        return self.store.progress(self.id)
+
+    def result(self) -> Any:
+        """What the job saved, read by its kind's one reader (None until there is something): a training run's
+        ``results.json`` as a dict, a cka job's ``CKAResult``, a frequency job's ``FrequencyArtifacts``, ..."""
+        return get_job(self.kind).read(self.run_dir)
 
     def wait(self, timeout: float | None = None, poll: float = 0.25) -> str:
         """Block until the run ends (or ``timeout`` seconds pass: TimeoutError); returns the final status."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            self.store.refresh(force=True)
-            status = self.store.get_run(self.id, refresh=False).status
+            self.store.refresh()
+            status = self.store.get_run(self.id).status
             if status in TERMINAL:
                 return status
             if deadline is not None and time.monotonic() >= deadline:

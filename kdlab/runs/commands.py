@@ -38,7 +38,9 @@ def cmd_launch(args: argparse.Namespace) -> None:
 
 
 def cmd_runs(args: argparse.Namespace) -> None:
-    df = _store(args).list_runs(status=args.status or None)
+    store = _store(args)
+    store.reconcile()  # dead workers show as interrupted; nothing is started by listing
+    df = store.list_runs(status=args.status or None)
     if len(df):
         df = df.assign(created=df["created"].dt.tz_convert(None).dt.strftime("%m-%d %H:%M:%S"),
                        duration_s=df["duration_s"].round(1), progress=df["epoch"].astype(str) + "/" +
@@ -50,6 +52,7 @@ def cmd_runs(args: argparse.Namespace) -> None:
 
 def cmd_status(args: argparse.Namespace) -> None:
     store = _store(args)
+    store.reconcile()
     r = store.get_run(store.resolve(args.run))
     print(f"run       {r.id}  ({r.name})\nstatus    {r.status}\nexecutor  {r.executor}  host {r.host or '-'}  "
           f"pid {r.pid or '-'}  device {r.device or '-'}  attempt {r.attempt}")

@@ -227,7 +227,7 @@ def _reap(proc: subprocess.Popen, root: os.PathLike[str], run_id: str, attempt: 
         from kdlab.runs.background import mark_gone, start_queued
 
         store = Store(root)
-        run = store.get_run(run_id, refresh=False)
+        run = store.get_run(run_id)
         if run.status == "running" and run.attempt == attempt and run.pid == proc.pid:
             if code < 0:
                 reason = f"worker process {proc.pid} was killed by {signal.Signals(-code).name}"

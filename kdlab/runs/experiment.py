@@ -19,10 +19,12 @@ from torch import nn
 
 from kdlab.data import ArrayDataset, load, shifted
 from kdlab.distill import create_distiller
-from kdlab.distill.evaluate import predict, score
-from kdlab.distill.trainer import Callback, TrainConfig, Trainer, load_state, pick_device
-from kdlab.errors import CheckpointError
+from kdlab.distill.evaluate import score
+from kdlab.distill.trainer import Callback, TrainConfig, Trainer, pick_device
+from kdlab.errors import CheckpointError, ConfigError
 from kdlab.models import create
+from kdlab.models.checkpoints import load_state
+from kdlab.models.inference import predict
 from kdlab.paths import cache_dir
 from kdlab.runs.artifacts import RESULTS_FILE, save_predictions
 from kdlab.runs.spec import ExperimentSpec, ModelSpec, OptimSpec, TeacherSpec, load_spec
@@ -65,25 +67,67 @@ def load_splits(spec: ExperimentSpec) -> Splits:
 def train_config(optim: OptimSpec, seed: int, device: str, amp: bool = False, cache_teacher: bool = True,
                  log_every: int = 10) -> TrainConfig:
     """The trainer's settings from a spec's optimisation section."""
-    return TrainConfig(epochs=optim.epochs, batch_size=optim.batch_size, optimizer=optim.name, lr=optim.lr,
-                       momentum=optim.momentum, weight_decay=optim.weight_decay, schedule=optim.schedule,
-                       grad_clip=optim.grad_clip, seed=seed, device=device, amp=amp,
-                       cache_teacher=cache_teacher, log_every=log_every)
+    return TrainConfig.from_optim(optim, seed=seed, device=device, amp=amp, cache_teacher=cache_teacher,
+                                  log_every=log_every)
 
 
 def build_model(ms: ModelSpec, data: ArrayDataset) -> nn.Module:
     """Create a zoo model for ``data``'s classes and input shape; load ``ms.checkpoint`` when given."""
     model = create(ms.name, data.num_classes, data.in_shape, **ms.params)
     if ms.checkpoint:
-        state = load_state(ms.checkpoint)
-        weights = state["model"]
+        weights = load_state(ms.checkpoint)["model"]
         if any(k.startswith("student.") for k in weights):  # a kdlab run checkpoint: take the student
-            weights = {k[len("student."):]: v for k, v in weights.items() if k.startswith("student.")}
-        try:
-            model.load_state_dict(weights)
-        except RuntimeError as e:
-            raise CheckpointError(f"{ms.checkpoint}: weights do not fit model {ms.name!r}: {e}") from e
+            weights = _weights_of(weights, "student.")
+        _fit(model, weights, ms.checkpoint, ms.name)
     return model
+
+
+def _weights_of(weights: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+
+
+def _fit(model: nn.Module, weights: dict[str, Any], where: str, name: str) -> nn.Module:
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise CheckpointError(f"{where}: weights do not fit model {name!r}: {e}") from e
+    return model
+
+
+@dataclass
+class RunModels:
+    """A finished run rebuilt: its spec, teacher (None without one), student and data splits (models in eval)."""
+
+    spec: ExperimentSpec
+    teacher: nn.Module | None
+    student: nn.Module
+    splits: Splits
+
+
+def load_models(run_dir: str | os.PathLike[str], checkpoint: str = "last.pt") -> RunModels:
+    """Rebuild the teacher and student of the training run in ``run_dir`` from ``checkpoints/<checkpoint>``
+    (``last.pt`` holds the weights its test accuracy was measured with) and load its data splits."""
+    folder = Path(run_dir)
+    results = folder / RESULTS_FILE
+    if not results.is_file():
+        raise CheckpointError(f"{folder}: no {RESULTS_FILE}; is it a finished kdlab training run?")
+    spec = load_spec(json.loads(results.read_text())["spec"])
+    if spec.task != "distill":
+        raise ConfigError(f"{folder}: a {spec.task} run has no teacher and student models")
+    splits = load_splits(spec)
+    path = folder / "checkpoints" / checkpoint
+    weights = load_state(path)["model"]
+    student_w = _weights_of(weights, "student.")
+    if not student_w:
+        raise CheckpointError(f"{path}: no 'student.*' weights; is it a kdlab run checkpoint?")
+    data = splits.train
+    student = _fit(create(spec.student.name, data.num_classes, data.in_shape, **spec.student.params), student_w,
+                   str(path), spec.student.name)
+    teacher = None
+    if spec.teacher is not None and (teacher_w := _weights_of(weights, "teacher.")):
+        teacher = _fit(create(spec.teacher.name, data.num_classes, data.in_shape, **spec.teacher.params),
+                       teacher_w, str(path), spec.teacher.name).eval()
+    return RunModels(spec, teacher, student.eval(), splits)
 
 
 @contextlib.contextmanager
@@ -96,8 +140,10 @@ def _locked(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def get_teacher(spec: ExperimentSpec, splits: Splits, device: str) -> tuple[nn.Module, dict[str, Any]]:
-    """The trained teacher: from its checkpoint, or trained once per (data, teacher) spec and cached."""
+def get_teacher(spec: ExperimentSpec, splits: Splits, device: str,
+                callbacks: Sequence[Callback] = ()) -> tuple[nn.Module, dict[str, Any]]:
+    """The trained teacher: from its checkpoint, or trained once per (data, teacher) spec and cached
+    (``callbacks`` follow its training when it is trained here)."""
     ts: TeacherSpec = spec.teacher  # type: ignore[assignment]
     if ts.checkpoint:
         return build_model(ts, splits.train), {"source": ts.checkpoint}
@@ -115,7 +161,7 @@ def get_teacher(spec: ExperimentSpec, splits: Splits, device: str) -> tuple[nn.M
         model = create(ts.name, splits.train.num_classes, splits.train.in_shape, **ts.params)
         t0 = time.perf_counter()
         distiller = create_distiller("vanilla", None, model, splits.train.in_shape)
-        trainer = Trainer(distiller, train_config(ts.optim, ts.seed, device, amp=spec.amp))
+        trainer = Trainer(distiller, train_config(ts.optim, ts.seed, device, amp=spec.amp), callbacks)
         trainer.fit(splits.train, splits.val)
         meta = {"train_time_s": time.perf_counter() - t0}
         if trainer.is_main:
@@ -154,16 +200,19 @@ def environment(device: str) -> dict[str, str]:
 
 
 def run_experiment(source: Any, run_dir: str | Path | None = None, callbacks: Sequence[Callback] = (),
-                   resume: bool = False, log_every: int = 10) -> ExperimentResult:
+                   resume: bool = False, log_every: int = 10,
+                   teacher_callbacks: Sequence[Callback] = ()) -> ExperimentResult:
     """Train the spec's student (with its method and teacher) and evaluate teacher and student on test.
 
     With ``run_dir``, checkpoints go to ``run_dir/checkpoints`` and results to ``run_dir/results.json``;
-    ``resume=True`` continues from ``checkpoints/last.pt``.
+    ``resume=True`` continues from ``checkpoints/last.pt``. ``teacher_callbacks`` follow the teacher's
+    training when it is not cached yet.
     """
     spec = load_spec(source)
     device = pick_device(spec.device)
     splits = load_splits(spec)
-    teacher, teacher_meta = (get_teacher(spec, splits, device) if spec.teacher is not None else (None, {}))
+    teacher, teacher_meta = (get_teacher(spec, splits, device, teacher_callbacks) if spec.teacher is not None
+                             else (None, {}))
     _seed(spec.seed)
     student = build_model(spec.student, splits.train)
     distiller = create_distiller(spec.method.name, teacher, student, splits.train.in_shape, **spec.method.params)

@@ -134,7 +134,7 @@ def _run(run_id: str, sink: Any, root: str, driver_node: str) -> str:
     from kdlab.runs.worker import _set_threads, execute
 
     proxy = StoreProxy(sink, root)
-    run = proxy.get_run(run_id, False)
+    run = proxy.get_run(run_id)
     _set_threads(float(run.spec.get("resources", {}).get("cpus", 1.0)))
     local = (ray.get_runtime_context().get_node_id() == driver_node and Path(root).is_dir()
              and os.environ.get("KDLAB_RAY_SCRATCH") != "1")  # 1: as on another node (tests)
@@ -251,7 +251,7 @@ class RayExecutor(Executor):
             for run_id, (ref, attempt, root) in entries.items():
                 store = stores.setdefault(root, Store(root))
                 try:
-                    run = store.get_run(run_id, refresh=False)
+                    run = store.get_run(run_id)
                     if ref.hex() not in done:
                         if run.status == "running" and run.attempt == attempt:
                             cancel = store.heartbeat(run_id)

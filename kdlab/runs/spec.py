@@ -6,23 +6,34 @@ from __future__ import annotations
 
 import hashlib
 import json
+import types
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from kdlab.distill.optim import OPTIMIZERS, SCHEDULES
-from kdlab.errors import ConfigError, KdlabError
+from kdlab.distill.optim import OPTIM
+from kdlab.errors import ConfigError, Issue, KdlabError
+from kdlab.registry import Param
 
 
 def _registered(registry: Any, name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Validate ``name`` and ``params`` against a registry, as pydantic value errors (keeps the path)."""
+    """Validate ``name`` and ``params`` against a registry, as a pydantic value error (a ConfigError: its
+    issues, e.g. ``name`` with the registered names as choices, are joined to the section's path)."""
     try:
         registry.entry(name, where="name")
         return registry.validate(name, params, where="params")
     except KdlabError as e:
-        raise ValueError(str(e)) from None
+        raise ConfigError(str(e), issues=e.issues) from None
+
+
+def check_device(v: str) -> str:
+    """``v`` if it names a device kind (``auto`` picks the GPU when there is one), else ValueError."""
+    if v not in ("auto", "cpu", "cuda", "mps") and not (v.startswith("cuda:") and v[5:].isdigit()):
+        raise ValueError(f"{v!r} is not one of ['auto', 'cpu', 'cuda', 'cuda:N', 'mps']")
+    return v
 
 
 class _Strict(BaseModel):
@@ -49,23 +60,38 @@ class DataSpec(_Strict):
         from kdlab.data.shifts import SHIFTS
 
         _registered(DATASETS, self.name, self.params)
-        for s in self.shift:
+        for i, s in enumerate(self.shift):
             if s.name not in SHIFTS:
-                raise ValueError(f"shift {s.name!r} is unknown; valid: {', '.join(SHIFTS.names())}")
+                msg = f"shift {s.name!r} is unknown; valid: {', '.join(SHIFTS.names())}"
+                raise ConfigError(msg, issues=[Issue(("shift", i, "name"), msg, tuple(SHIFTS.names()))])
         return self
 
 
-class OptimSpec(_Strict):
-    """Optimisation: optimiser, learning rate, schedule, epochs, batch size, clipping."""
+def spec_field(p: Param) -> tuple[Any, Any]:
+    """A pydantic field ``(annotation, FieldInfo)`` from a declared ``Param``: its choices (a ``Literal``) or
+    type, optional when the default is None, default, bounds (open ends as gt/lt) and doc."""
+    kinds: dict[type, Any] = {list: list[Any], dict: dict[str, Any]}
+    ann: Any = Literal[p.choices] if p.choices is not None else kinds.get(p.type, p.type)  # type: ignore[valid-type]
+    if p.default is None:
+        ann = ann | None
+    bounds: dict[str, Any] = {}
+    if p.low is not None:
+        bounds["gt" if p.low_open else "ge"] = p.low
+    if p.high is not None:
+        bounds["lt" if p.high_open else "le"] = p.high
+    return ann, Field(p.default, description=p.doc, **bounds)
 
-    name: Literal[OPTIMIZERS] = "sgd"  # type: ignore[valid-type]
-    lr: float = Field(0.05, gt=0.0, le=10.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    weight_decay: float = Field(5e-4, ge=0.0, le=1.0)
-    schedule: Literal[SCHEDULES] = "cosine"  # type: ignore[valid-type]
-    epochs: int = Field(10, ge=1, le=10_000)
-    batch_size: int = Field(128, ge=1, le=65_536)
-    grad_clip: float | None = Field(None, gt=0.0)
+
+def params_model(name: str, params: Mapping[str, Param], doc: str, base: type[BaseModel] = _Strict) -> Any:
+    """A pydantic model (strict: unknown fields fail) with one field per declared ``Param``, in order."""
+    fields = {k: spec_field(p) for k, p in params.items()}
+    return create_model(name, __base__=base, __doc__=doc, __module__=__name__, **fields)
+
+
+#: the spec's ``optim`` section: its fields are ``kdlab.distill.optim.OPTIM`` (name, lr, momentum,
+#: weight_decay, schedule, epochs, batch_size, grad_clip), declared there once
+OptimSpec = params_model("OptimSpec", OPTIM,
+                         "Optimisation: optimiser, learning rate, schedule, epochs, batch size, clipping.")
 
 
 class ModelSpec(_Strict):
@@ -128,13 +154,15 @@ class CondenseSpec(_Strict):
         for section, cls in (("params", CondenseConfig), ("evaluation", EvalConfig)):
             values = getattr(self, section)
             if "seed" in values:
-                raise ValueError(f"{section}.seed: set the spec's top-level seed instead")
+                raise ConfigError.at(f"{section}.seed", "set the spec's top-level seed instead")
             try:
                 cls(**values)
             except TypeError as e:
-                raise ValueError(f"{section}: {e}; valid fields: {sorted(cls.__dataclass_fields__)}") from None
+                valid = sorted(cls.__dataclass_fields__)
+                raise ConfigError.at(section, f"{e}; valid fields: {valid}", valid) from None
             except KdlabError as e:
-                raise ValueError(f"{section}: {e}") from None
+                raise ConfigError(f"{section}: {e}", issues=[i.under(section) for i in e.issues]
+                                  or [Issue(section, str(e))]) from None
         return self
 
 
@@ -160,12 +188,7 @@ class ExperimentSpec(_Strict):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     tags: list[str] = Field(default_factory=list)
 
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        if v not in ("auto", "cpu", "cuda", "mps") and not (v.startswith("cuda:") and v[5:].isdigit()):
-            raise ValueError(f"{v!r} is not one of ['auto', 'cpu', 'cuda', 'cuda:N', 'mps']")
-        return v
+    _device = field_validator("device")(classmethod(lambda cls, v: check_device(v)))
 
     @model_validator(mode="after")
     def _teacher_needed(self) -> ExperimentSpec:
@@ -177,10 +200,10 @@ class ExperimentSpec(_Strict):
             self.__dict__["teacher"] = None  # no teacher is trained for a condensation job
             return self
         if self.condense is not None:
-            raise ValueError("condense: only used with task: condense")
+            raise ConfigError.at("condense", "only used with task: condense")
         if self.teacher is None and METHODS.get(self.method.name).uses_teacher:
-            raise ValueError(f"teacher: method {self.method.name!r} needs a teacher; give one or use "
-                             "a teacher-free method")
+            raise ConfigError.at("teacher", f"method {self.method.name!r} needs a teacher; give one or use "
+                                 "a teacher-free method")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -199,23 +222,87 @@ class ExperimentSpec(_Strict):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _format(err: ValidationError) -> str:
+def _members(ann: Any) -> tuple[Any, ...]:
+    return get_args(ann) if get_origin(ann) in (Union, types.UnionType) else (ann,)
+
+
+def _annotation_at(model: Any, loc: tuple[str | int, ...]) -> Any:
+    """The annotation of the field at ``loc`` inside ``model`` (through optionals and lists), or None."""
+    ann = model
+    for part in loc:
+        nxt = None
+        for a in _members(ann):
+            if isinstance(part, int) and get_origin(a) in (list, tuple) and get_args(a):
+                nxt = get_args(a)[0]
+            elif isinstance(part, str) and isinstance(a, type) and issubclass(a, BaseModel) and part in a.model_fields:
+                nxt = a.model_fields[part].annotation
+            if nxt is not None:
+                break
+        if nxt is None:
+            return None
+        ann = nxt
+    return ann
+
+
+def _choices_at(model: Any, loc: tuple[str | int, ...], error_type: str) -> tuple | None:
+    """Valid choices at ``loc``: a literal's values, or the fields of the model an unknown field is in."""
+    if model is None or error_type not in ("literal_error", "extra_forbidden"):
+        return None
+    if error_type == "literal_error":
+        lits = [get_args(a) for a in _members(_annotation_at(model, loc)) if get_origin(a) is Literal]
+        return tuple(lits[0]) if lits else None
+    parents = [a for a in _members(_annotation_at(model, loc[:-1]))
+               if isinstance(a, type) and issubclass(a, BaseModel)]
+    return tuple(parents[0].model_fields) if parents else None
+
+
+def validation_issues(err: ValidationError, model: type[BaseModel] | None = None,
+                      title: str = "invalid experiment spec") -> tuple[tuple[Issue, ...], str]:
+    """The ``Issue``s of a pydantic ``ValidationError`` and its readable text (``title``, then one
+    ``path: message`` line per error): raise ``ConfigError(text, issues=issues)``.
+
+    Errors that validators raised as kdlab errors keep their own issues, with paths joined to the pydantic
+    location (``method`` + ``name`` -> ``method.name``, with the registered names as choices); literal
+    errors and unknown fields get their valid values as choices when ``model`` (the validated class) is given.
+    """
+    issues: list[Issue] = []
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(spec)"
+        loc = tuple(e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown field"
         elif e["type"] == "literal_error":
             msg = f"{e['input']!r} is not valid; {e['msg'].lower()}"
-        lines.append(f"{loc}: {msg}")
-    return "invalid experiment spec:\n  " + "\n  ".join(lines)
+        lines.append(f"{'.'.join(str(p) for p in loc) or '(spec)'}: {msg}")
+        cause = (e.get("ctx") or {}).get("error")
+        inner = cause.issues if isinstance(cause, KdlabError) else ()
+        if inner:
+            issues += [i.under(*loc) for i in inner]
+        else:
+            issues.append(Issue(loc, msg, _choices_at(model, loc, e["type"])))
+    return tuple(issues), f"{title}:\n  " + "\n  ".join(lines)
+
+
+def _format(err: ValidationError) -> str:
+    """The readable text of a spec's ``ValidationError`` (see ``validation_issues`` for its issues)."""
+    return validation_issues(err)[1]
 
 
 def load_spec(source: str | Path | dict[str, Any] | ExperimentSpec) -> ExperimentSpec:
     """An ``ExperimentSpec`` from a dict, a YAML/JSON file path, or a spec; errors name the field path."""
     if isinstance(source, ExperimentSpec):
         return source
+    source = _mapping(source)
+    try:
+        return ExperimentSpec.model_validate(source)
+    except ValidationError as e:
+        issues, text = validation_issues(e, ExperimentSpec)
+        raise ConfigError(text, issues=issues) from None
+
+
+def _mapping(source: Any) -> dict[str, Any]:
+    """The mapping a spec source holds: a dict as it is, a YAML/JSON file path read."""
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
@@ -226,7 +313,58 @@ def load_spec(source: str | Path | dict[str, Any] | ExperimentSpec) -> Experimen
             raise ConfigError(f"spec file {path} is not valid YAML/JSON: {e}") from e
     if not isinstance(source, dict):
         raise ConfigError(f"a spec must be a mapping, got {type(source).__name__}")
+    return source
+
+
+class JobSpec(_Strict):
+    """A job of a registered kind other than ``train``/``condense`` (``kdlab.runs.job``): its declared ``params``
+    plus what every job has (name, seed, device, resources, tags)."""
+
+    kind: str
+    name: str = Field("", max_length=200)
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int = Field(0, ge=0)
+    device: str = "auto"
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    tags: list[str] = Field(default_factory=list)
+
+    _device = field_validator("device")(classmethod(lambda cls, v: check_device(v)))
+
+    @model_validator(mode="after")
+    def _known(self) -> JobSpec:
+        from kdlab.runs.job import check_kind_params, get_job
+
+        try:
+            self.__dict__["params"] = check_kind_params(self.kind, self.params)
+            if not self.name:
+                self.__dict__["name"] = get_job(self.kind).title(self.params)
+        except KdlabError as e:
+            raise ValueError(str(e)) from None
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+AnySpec = ExperimentSpec | JobSpec
+
+
+def load_job(source: str | Path | dict[str, Any] | ExperimentSpec | JobSpec) -> ExperimentSpec | JobSpec:
+    """The spec of any job: ``kind: train`` (or none) and ``kind: condense`` give an ``ExperimentSpec`` (a
+    condensation spec has ``task: condense``), any other registered kind a ``JobSpec``; errors name the field."""
+    if isinstance(source, (ExperimentSpec, JobSpec)):
+        return source
+    source = dict(_mapping(source))
+    kind = source.get("kind")
+    if kind in (None, "train", "condense"):
+        source.pop("kind", None)
+        if kind == "condense":
+            source.setdefault("task", "condense")
+        return load_spec(source)
     try:
-        return ExperimentSpec.model_validate(source)
+        return JobSpec.model_validate(source)
     except ValidationError as e:
-        raise ConfigError(_format(e)) from None
+        raise ConfigError(_format(e).replace("experiment spec", f"{kind} job spec", 1)) from None

@@ -39,11 +39,12 @@ import pandas as pd
 
 from kdlab.distill.trainer import Callback
 from kdlab.errors import ConfigError, KdlabError, unknown
+from kdlab.runs.job import PROGRESS, Progress, kind_of
 
 if TYPE_CHECKING:
     from kdlab.distill.trainer import Trainer, TrainResult
     from kdlab.runs.background import RunHandle
-    from kdlab.runs.spec import ExperimentSpec
+    from kdlab.runs.spec import ExperimentSpec, JobSpec
 
 STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
 ACTIVE = ("queued", "running")
@@ -303,13 +304,14 @@ class Store:
         return sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
 
     # -- runs ------------------------------------------------------------------------------------
-    def create_run(self, spec: ExperimentSpec | Mapping[str, Any] | str | os.PathLike[str], name: str | None = None,
+    def create_run(self, spec: ExperimentSpec | JobSpec | Mapping[str, Any] | str | os.PathLike[str],
+                   name: str | None = None,
                    *, executor: str = "local", tags: Iterable[str] = (), options: Mapping[str, Any] | None = None,
                    status: str = "queued", run_id: str | None = None) -> str:
-        """Record a new run of ``spec`` (validated) and create its folder; returns the run id."""
-        from kdlab.runs.spec import load_spec
+        """Record a new run of ``spec`` (any job kind's spec, validated) and create its folder; returns its id."""
+        from kdlab.runs.spec import load_job
 
-        spec = load_spec(spec)
+        spec = load_job(spec)
         if status not in STATUSES:
             raise ConfigError(f"status: {status!r} is not one of {list(STATUSES)}")
         run_id = check_run_id(run_id) if run_id is not None else new_run_id()
@@ -357,11 +359,9 @@ class Store:
             raise ConfigError(f"run {text!r} is ambiguous: it matches {', '.join(hits[:10])}")
         return self._known(text)
 
-    def get_run(self, run_id: str, refresh: bool = True) -> RunRecord:
-        """The run's record; with ``refresh`` dead workers are noticed first (see ``refresh``)."""
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run's record (a pure read: see ``refresh`` for noticing dead workers and starting queued runs)."""
         self._known(run_id)
-        if refresh:
-            self.refresh()
         row = self._read("SELECT * FROM runs WHERE id = ?", (run_id,))
         if not row:
             raise unknown("run", run_id, [], where=str(self.root))
@@ -379,20 +379,18 @@ class Store:
         rows = self._read(sql, wanted)
         return [RunRecord.from_row(r, self.runs_dir / r["id"]) for r in rows]
 
-    def list_runs(self, status: str | Sequence[str] | None = None, refresh: bool = True) -> pd.DataFrame:
-        """One row per run (newest first): id, name, status, progress, times, host, device, tags, error."""
-        if refresh:
-            self.refresh()
+    def list_runs(self, status: str | Sequence[str] | None = None) -> pd.DataFrame:
+        """One row per run (newest first): id, name, status, progress, times, host, device, tags, error (pure read)."""
         recs = self.records(status)
         done = {r["run_id"]: r["n"] for r in self._read(
             "SELECT run_id, MAX(epoch) AS n FROM metrics WHERE kind = 'epoch' GROUP BY run_id")}
         rows = []
         for r in recs:
             s = r.spec
-            epochs = s.get("optim", {}).get("epochs")
+            epochs = s.get("optim", {}).get("epochs") if kind_of(s) == "train" else None
             end = r.finished or (time.time() if r.status == "running" else None)
             rows.append({
-                "id": r.id, "name": r.name, "status": r.status,
+                "id": r.id, "name": r.name, "kind": kind_of(s), "status": r.status,
                 "epoch": int(done.get(r.id) or 0), "epochs": epochs,
                 "method": s.get("method", {}).get("name"), "data": s.get("data", {}).get("name"),
                 "teacher": (s.get("teacher") or {}).get("name"), "student": s.get("student", {}).get("name"),
@@ -402,13 +400,29 @@ class Store:
                 "executor": r.executor, "host": r.host, "device": r.device, "pid": r.pid,
                 "tags": list(r.tags), "error": (r.error or "").splitlines()[0] if r.error else None,
             })
-        cols = ["id", "name", "status", "epoch", "epochs", "method", "data", "teacher", "student", "test_acc",
+        cols = ["id", "name", "kind", "status", "epoch", "epochs", "method", "data", "teacher", "student", "test_acc",
                 "created", "started", "finished", "duration_s", "executor", "host", "device", "pid", "tags",
                 "error"]
         df = pd.DataFrame(rows, columns=cols)
         for c in ("created", "started", "finished"):
             df[c] = pd.to_datetime(df[c], unit="s", utc=True)
         return df
+
+    def progress(self, run_id: str) -> Progress:
+        """Where the run's job stands (its last ``progress`` rows and log line); empty before it reports."""
+        rows = self._read_tuples("SELECT key, value FROM metrics WHERE run_id = ? AND kind = ? ORDER BY seq DESC "
+                                 "LIMIT 2", (check_run_id(run_id), PROGRESS))
+        values = {k: v for k, v in reversed(rows)}
+        msg = self._read_tuples("SELECT message FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,))
+        return Progress(float(values.get("progress/done") or 0.0), float(values.get("progress/total") or 0.0),
+                        msg[0][0] if msg else "")
+
+    def jobs(self, kind: str | None = None, of: str | None = None,
+             status: str | Sequence[str] | None = None) -> list[RunRecord]:
+        """Runs of job kind ``kind`` (any: None) whose ``params.run`` is ``of`` (when given), newest first."""
+        recs = self.records(status)
+        return [r for r in recs if (kind is None or kind_of(r.spec) == kind)
+                and (of is None or (r.spec.get("params") or {}).get("run") == of)]
 
     def rename_run(self, run_id: str, name: str) -> None:
         name = str(name).strip()
@@ -429,7 +443,7 @@ class Store:
 
     def delete_run(self, run_id: str, force: bool = False) -> None:
         """Remove the run's rows and folder; a queued/running run needs ``force`` (it is cancelled first)."""
-        rec = self.get_run(run_id, refresh=False)
+        rec = self.get_run(run_id)
         if rec.status in ACTIVE:
             if not force:
                 raise ConfigError(f"run {run_id} is {rec.status}; cancel it first or pass force=True")
@@ -514,7 +528,7 @@ class Store:
                       "pid_start = NULL, host = NULL, finished = NULL, error = NULL, traceback = NULL, "
                       "attempt = attempt + 1 WHERE id = ?", (time.time(), row[0]))
             self._event(c, row[0], "info", "starting (a slot is free)")
-        return self.get_run(row[0], refresh=False)
+        return self.get_run(row[0])
 
     def heartbeat(self, run_id: str) -> bool:
         """Stamp the run's heartbeat; returns whether a cancel was requested."""
@@ -553,7 +567,7 @@ class Store:
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ConfigError(f"max_concurrent: expected a whole number >= 0 (0 pauses the queue), got {n!r}")
         self.set_setting("max_concurrent", n)
-        self.refresh(force=True)
+        self.refresh()
 
     # -- metrics ---------------------------------------------------------------------------------
     def add_metrics(self, run_id: str, rows: Iterable[Mapping[str, Any] | Sequence[Any]],
@@ -660,13 +674,19 @@ class Store:
         return df
 
     # -- liveness & queue ------------------------------------------------------------------------
-    def refresh(self, force: bool = False) -> None:
+    def refresh(self) -> None:
         """Notice workers that died without writing (-> ``interrupted``) and start queued runs into free
-        slots. Cheap (two small queries and a pid check per running run); ``force`` is kept for callers
-        that want to say so explicitly."""
+        slots: the one explicit scheduling call besides launch and a worker's exit (the dashboard's tick makes
+        it). Cheap: two small queries and a pid check per running run."""
         from kdlab.runs.background import refresh
 
         refresh(self)
+
+    def reconcile(self) -> None:
+        """Notice workers that died without writing (-> ``interrupted``); starts nothing."""
+        from kdlab.runs.background import reconcile
+
+        reconcile(self)
 
     def handle(self, run_id: str) -> RunHandle:
         """A ``RunHandle`` for an existing run (status, metrics, logs, wait, cancel, resume)."""

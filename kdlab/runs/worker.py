@@ -1,12 +1,12 @@
 """The background worker: ``python -m kdlab.runs.worker RUN_ID [--store ROOT]``.
 
-Runs one stored run to its end and records it: ``running`` (pid, host, device, heartbeat), metrics through
-``StoreCallback``, then ``completed`` (with a summary), ``failed`` (error and traceback) or ``cancelled``
-(SIGTERM, or the run's cancel flag seen by the heartbeat; the last checkpoint stays intact because
-checkpoints are written to a temporary file and renamed). A worker killed outright (SIGKILL) writes nothing:
-status reads notice its pid is gone and mark the run ``interrupted``. ``resume`` continues from
-``checkpoints/last.pt``; metric rows written after that checkpoint are dropped first, so the history has
-no duplicates.
+Runs one stored run (any job kind: ``kdlab.runs.job``) to its end and records it: ``running`` (pid, host,
+device, heartbeat), the job's progress and metrics, then ``completed`` (with a summary), ``failed`` (error and
+traceback) or ``cancelled`` (SIGTERM, or the run's cancel flag seen by the heartbeat; the last checkpoint stays
+intact because checkpoints are written to a temporary file and renamed). A worker killed outright (SIGKILL) writes nothing:
+its launcher's reaper, ``Store.refresh`` or ``reconcile`` notice its pid is gone and mark the run ``interrupted``.
+``resume`` continues a resumable kind from what its folder holds (a training run from ``checkpoints/last.pt``);
+other kinds start over.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from kdlab.runs.store import Store, StoreCallback, hostname
+from kdlab.runs.store import Store, hostname
 
 _state = {"raised": False, "signals": False}
 
@@ -110,33 +110,6 @@ def _set_threads(cpus: float) -> None:
         pass  # already fixed by earlier parallel work
 
 
-def _prepare_resume(store: Store, run_id: str, run_dir: Path) -> bool:
-    """Check the checkpoint and trim metric rows written after it; False when there is none (start over)."""
-    from kdlab.runs.background import check_checkpoint
-
-    last = run_dir / "checkpoints" / "last.pt"
-    if not last.is_file():
-        store.truncate_metrics(run_id, -1)
-        store.log(run_id, "no checkpoint to resume from: starting over", "warning")
-        return False
-    state = check_checkpoint(last)  # CheckpointError: the run fails, nothing is overwritten
-    step, epoch = int(state["global_step"]), int(state["epoch"])
-    dropped = store.truncate_metrics(run_id, step)
-    have = set(store.metrics(run_id, kind="epoch")["epoch"].astype(int))
-    rows = [(step, epoch, "epoch", k, v, None) for k, v in (state["history"][-1] if state["history"] else {}).items()
-            if k != "epoch" and isinstance(v, (int, float))] if epoch and epoch not in have else []
-    store.add_metrics(run_id, rows, [("info", f"resuming after epoch {epoch} (step {step}); dropped {dropped} "
-                                               "metric rows written after that checkpoint")])
-    return True
-
-
-def _summary(result: Any) -> dict[str, Any]:
-    out = {k: v for k, v in result.student.items() if isinstance(v, (int, float))}
-    out.update({f"teacher/{k}": v for k, v in result.teacher.items()
-                if k.startswith("test/") and isinstance(v, (int, float))})
-    return out
-
-
 def execute(run_id: str, store_root: str | os.PathLike[str] | None = None, own_process: bool = True,
             store: Any = None, run_dir: Path | None = None, interruptible: bool = False) -> str:
     """Run the stored run ``run_id`` to its end in this process and record the outcome; returns its status.
@@ -161,24 +134,24 @@ def execute(run_id: str, store_root: str | os.PathLike[str] | None = None, own_p
     from kdlab.runs.store import open_store
 
     store = store if store is not None else open_store(store_root)
-    run = store.get_run(run_id, refresh=False)
+    run = store.get_run(run_id)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     is_main = rank == 0
     if run.status != "running":
         print(f"kdlab worker: run {run_id} is {run.status}, not running; nothing to do", flush=True)
         return run.status
     beat: Heartbeat | None = None
-    callback: StoreCallback | None = None
     run_dir = Path(run_dir) if run_dir is not None else store.run_dir(run_id)
     status = "failed"
     # ray.cancel raises KeyboardInterrupt in a task: a cancel too when the run is interruptible
     stoppers: tuple[type[BaseException], ...] = (Cancelled, KeyboardInterrupt) if interruptible else (Cancelled,)
     try:
         from kdlab.distill.trainer import pick_device
-        from kdlab.runs.experiment import run_experiment
-        from kdlab.runs.spec import load_spec
+        from kdlab.runs.job import JobContext, get_job, kind_of
+        from kdlab.runs.spec import load_job
 
-        spec = load_spec(run.spec)
+        spec = load_job(run.spec)
+        job = get_job(kind_of(run.spec))
         if own_process:
             _set_threads(spec.resources.cpus)
         device = pick_device(spec.device)
@@ -196,27 +169,22 @@ def execute(run_id: str, store_root: str | os.PathLike[str] | None = None, own_p
             beat.start()
             if store.heartbeat(run_id) and (own_process or interruptible):  # cancelled before we got here
                 raise Cancelled("cancelled before the worker started training")
-        resume = _prepare_resume(store, run_id, run_dir) if (run.resume and is_main) else (
-            run.resume and (run_dir / "checkpoints" / "last.pt").is_file())
-        callback = StoreCallback(store, run_id) if is_main else None
-        print(f"kdlab worker: run {run_id} ({spec.name}) on {device}, resume={resume}", flush=True)
-        if spec.task == "condense":  # a dataset-distillation job (kdlab.runs.condense)
-            from kdlab.runs.condense import run_condensation
-
-            result = run_condensation(spec, run_dir, store=store if is_main else None, run_id=run_id)
-        else:
-            result = run_experiment(spec, run_dir, callbacks=[callback] if callback else [], resume=resume,
-                                    log_every=int(run.options.get("log_every", 10)))
+        if run.resume and is_main and not job.resumable:
+            store.truncate_metrics(run_id, -1)
+            store.log(run_id, f"{job.name} jobs do not resume: starting over")
+        ctx = JobContext(spec, run_dir, device, store if is_main else None, run_id, resume=run.resume,
+                         options=dict(run.options))
+        print(f"kdlab worker: {job.name} run {run_id} ({spec.name}) on {device}, resume={run.resume}", flush=True)
+        summary = job.run(ctx)
         if own_process:
             signal.signal(signal.SIGTERM, _quiet)
         if beat is not None:
             beat.disarm()
-        summary = result.summary if spec.task == "condense" else _summary(result)
         status = "completed"
         if is_main:
+            shown = [f"{k}={v:.4g}" for k, v in summary.items() if isinstance(v, (int, float))][:6]
             store.set_status(run_id, "completed", expect=("running", "interrupted"), summary=summary,
-                             message="completed: " + ", ".join(f"{k}={v:.4g}" for k, v in summary.items()
-                                                               if k.startswith(("test/", "teacher/"))))
+                             message="completed" + (": " + ", ".join(shown) if shown else ""))
     except stoppers as e:
         if own_process:
             signal.signal(signal.SIGTERM, _quiet)
@@ -224,14 +192,13 @@ def execute(run_id: str, store_root: str | os.PathLike[str] | None = None, own_p
             beat.disarm()
         status = "cancelled"
         e = e if str(e) else Cancelled("cancelled (the heartbeat saw the cancel request)")
-        _flush(callback)
         for tmp in (run_dir / "checkpoints").glob("*.tmp"):
             tmp.unlink(missing_ok=True)  # a checkpoint cut mid-write; the renamed ones are intact
         if is_main and world > 1 and not _cancel_asked(store, run_id):
             status = "failed"  # the launcher stopped this rank because another one ended
             from kdlab.runs.executors import checkpoint_note, log_tail
 
-            rec = dataclasses.replace(store.get_run(run_id, False), run_dir=run_dir)
+            rec = dataclasses.replace(store.get_run(run_id), run_dir=run_dir)
             tail = log_tail(rec, 60)
             store.set_status(run_id, "failed", expect=("running", "interrupted"),
                              error=f"another rank of this {world}-process run ended, so rank 0 was stopped "
@@ -240,7 +207,7 @@ def execute(run_id: str, store_root: str | os.PathLike[str] | None = None, own_p
         elif is_main:
             from kdlab.runs.executors import checkpoint_note
 
-            rec = dataclasses.replace(store.get_run(run_id, False), run_dir=run_dir)  # where this worker writes
+            rec = dataclasses.replace(store.get_run(run_id), run_dir=run_dir)  # where this worker writes
             store.set_status(run_id, "cancelled", error=f"{e}; {checkpoint_note(rec)}",
                              expect=("running", "interrupted"))
         print(f"kdlab worker: {e}", flush=True)
@@ -250,7 +217,6 @@ def execute(run_id: str, store_root: str | os.PathLike[str] | None = None, own_p
         status = "failed"
         tb = traceback.format_exc()
         print(tb, file=sys.stderr, flush=True)
-        _flush(callback)
         if is_main or world > 1:  # any rank's failure ends the run (the first one recorded wins)
             where = f" (rank {rank} of {world})" if world > 1 else ""
             store.set_status(run_id, "failed", error=f"{type(e).__name__}{where}: {e}", traceback=tb,
@@ -268,18 +234,9 @@ def execute(run_id: str, store_root: str | os.PathLike[str] | None = None, own_p
 
 def _cancel_asked(store: Any, run_id: str) -> bool:
     try:
-        return bool(store.get_run(run_id, False).cancel_requested)
+        return bool(store.get_run(run_id).cancel_requested)
     except Exception:
         return False
-
-
-def _flush(callback: StoreCallback | None) -> None:
-    if callback is None:
-        return
-    try:
-        callback.flush()
-    except Exception as e:
-        print(f"kdlab worker: could not write the last metrics: {e}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ and ``single:<source>`` (DistillNearest from that source, to measure each source
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -133,8 +134,6 @@ def transfer_specs(zoo: SourceZoo, target: Target, scores: pd.DataFrame, folder:
     Teachers' heads are fitted here on the labelled images the spec's ``n_train`` selects and saved under
     ``folder`` as teacher checkpoints; the unlabelled pool is the target's whole train split.
     """
-    import os
-
     os.makedirs(folder, exist_ok=True)
     params = dict(target.params or {})
     data = {"name": target.name, "params": {**params, "n_train": len(target.labelled)}}

@@ -198,6 +198,7 @@ def knn_accuracy(features: object, labels: object, k: int = 5, chunk: int = 2048
 
 def linear_probe(features: object, labels: object, folds: int = 5, c_reg: float = 1.0, seed: int = 0) -> float:
     """Stratified cross-validated accuracy of an L2 logistic-regression probe on standardised features."""
+    # lazy: importing sklearn costs about a second
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline

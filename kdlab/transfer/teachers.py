@@ -15,10 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdlab.data.base import ArrayDataset, BatchLoader
-from kdlab.distill.base import declared_layers
 from kdlab.distill.functional import pool_flatten
-from kdlab.distill.taps import FeatureTaps
 from kdlab.errors import ConfigError, ShapeError
+from kdlab.models.taps import FeatureTaps, declared_layers
 
 FLATTEN_LIMIT = 4096  # feature maps up to this size per sample are flattened, larger ones average-pooled
 

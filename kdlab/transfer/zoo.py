@@ -26,9 +26,10 @@ from kdlab.data import shifted
 from kdlab.data.api import load
 from kdlab.data.base import ArrayDataset
 from kdlab.distill.base import create_distiller
-from kdlab.distill.trainer import TrainConfig, Trainer, load_state
+from kdlab.distill.trainer import TrainConfig, Trainer
 from kdlab.errors import CheckpointError, ConfigError, unknown
 from kdlab.models import create
+from kdlab.models.checkpoints import load_state
 from kdlab.paths import cache_dir
 from kdlab.transfer.teachers import accuracy, embedding_layer
 

@@ -66,7 +66,7 @@ class ReportExporter:
 
 def final_table(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
     """One row per run: name, method, student, status, last val/acc, test/acc."""
-    df = store.list_runs(refresh=False).set_index("id")
+    df = store.list_runs().set_index("id")
     rows = []
     for rid in run_ids:
         if rid not in df.index:
@@ -85,7 +85,7 @@ def overlay(store: Store, run_ids: Sequence[str], key: str = "val/acc") -> Any:
     """``compare_runs`` of the runs' epoch metrics (labels: run names, made unique)."""
     from kdlab.viz import compare_runs
 
-    names = store.list_runs(refresh=False).set_index("id")["name"].to_dict()
+    names = store.list_runs().set_index("id")["name"].to_dict()
     runs: dict[str, Any] = {}
     for rid in run_ids:
         label = str(names.get(rid, rid))
@@ -109,7 +109,10 @@ class ComparePage(param.Parameterized):
                                              css_classes=["kdlab-compare-runs"])
         self.picker.link(self, value="runs")
         self.key_select = pn.widgets.Select.from_param(self.param.key, width=160)
-        self.plot = pn.pane.Plotly(sizing_mode="stretch_width", height=420, config={"displaylogo": False})
+        self.plot = pn.pane.Plotly(sizing_mode="stretch_width", height=440, visible=False,
+                                   config={"displaylogo": False}, css_classes=["kdlab-compare-plot"])
+        self.empty = pn.pane.Alert("", alert_type="secondary", sizing_mode="stretch_width",
+                                   css_classes=["kdlab-compare-empty"])
         self.table = pn.widgets.Tabulator(final_table(store, []), show_index=False, disabled=True,
                                           sizing_mode="stretch_width")
         self.export_button = pn.widgets.Button(name="Export report", button_type="primary",
@@ -123,7 +126,7 @@ class ComparePage(param.Parameterized):
         self._draw()
 
     def refresh_options(self) -> None:
-        df = self.store.list_runs(refresh=False)
+        df = self.store.list_runs()
         opts = {f"{r['name']} · {r['status']} · {r['id']}": r["id"] for _, r in df.iterrows()}
         self.param.runs.objects = list(opts.values())
         self.picker.options = opts
@@ -139,8 +142,21 @@ class ComparePage(param.Parameterized):
 
     @param.depends("runs", "key", watch=True)
     def _draw(self) -> None:
-        self.plot.object = overlay(self.store, self.runs, self.key)
+        """The overlay of the picked runs, or what to do while there is nothing to draw."""
         self.table.value = final_table(self.store, self.runs)
+        self.table.visible = bool(self.runs)
+        fig = overlay(self.store, self.runs, self.key) if self.runs else None
+        if fig is not None and fig.data:
+            self.plot.height = int(fig.layout.height or 440)
+            self.plot.object = fig
+        elif not self.param.runs.objects:
+            self.empty.object = "No runs yet: launch one on the **Runs** page, then pick runs here to compare them."
+        elif not self.runs:
+            self.empty.object = "Pick runs in the box above to overlay their curves and export a report."
+        else:
+            self.empty.object = f"None of the picked runs logged **{self.key}** yet: pick another metric or other runs."
+        shown = fig is not None and bool(fig.data)
+        self.plot.visible, self.empty.visible = shown, not shown
 
     def export(self, path: str | Path | None = None) -> cf.Future | None:
         """Build the report of the compared runs in a thread; the download appears when it is done."""
@@ -173,7 +189,7 @@ class ComparePage(param.Parameterized):
                 self.export_status.object = f"report ready: `{path}`"
 
     def panel(self) -> pn.viewable.Viewable:
-        return pn.Column(pn.Row(self.picker, self.key_select), self.plot, self.table,
+        return pn.Column(pn.Row(self.picker, self.key_select), self.empty, self.plot, self.table,
                          pn.Row(self.export_button, self.progress, self.download), self.export_status,
                          sizing_mode="stretch_width")
 

@@ -72,6 +72,11 @@ class Dashboard(param.Parameterized):
         if not browser_connected():
             return
         self.ticks += 1
+        if self.ticks % 3 == 1:
+            try:  # the dashboard's one scheduling call: notice dead workers, start queued runs
+                self.store.refresh()
+            except Exception as e:
+                self.param.warning(f"refresh: {type(e).__name__}: {e}")
         for key, comp in list(self.components.items()):
             if key == "runs" and self.ticks % 3:
                 continue  # the table every 3 s, the live curves every tick
@@ -155,7 +160,7 @@ def compare_page(dash: Dashboard) -> Any:
     page = ComparePage(dash.store)
     selected = dash.components["runs"].selected if "runs" in dash.components else []
     if not selected:  # default: the newest finished runs
-        df = dash.store.list_runs(refresh=False)
+        df = dash.store.list_runs()
         selected = list(df.loc[df["status"] == "completed", "id"][:4])
     if selected:
         page.compare(selected)

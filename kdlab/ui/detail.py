@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 import html
+import threading
 from typing import Any
 
 import panel as pn
 import param
 
 from kdlab.runs.store import Store
+from kdlab.ui.live import can_cancel, can_resume, empty_message
 
 
 class RunDetail(param.Parameterized):
-    """Config, curves and artifacts of ``run_id``."""
+    """Config, curves and artifacts of ``run_id``; cancel/resume offered while they apply."""
 
     run_id = param.String(default=None, allow_None=True)
 
@@ -22,13 +24,24 @@ class RunDetail(param.Parameterized):
         self.picker.link(self, value="run_id")
         self.header = pn.pane.Markdown("", css_classes=["kdlab-detail-header"])
         self.config = pn.pane.Markdown("", sizing_mode="stretch_width")
-        self.plot = pn.pane.Plotly(sizing_mode="stretch_width", height=500, config={"displaylogo": False})
+        self.plot = pn.pane.Plotly(sizing_mode="stretch_width", height=500, visible=False,
+                                   config={"displaylogo": False}, css_classes=["kdlab-detail-plot"])
+        self.empty = pn.pane.Alert("", alert_type="secondary", sizing_mode="stretch_width",
+                                   css_classes=["kdlab-detail-empty"])
         self.artifacts = pn.pane.Markdown("")
+        self.cancel_button = pn.widgets.Button(name="Cancel run", button_type="danger", visible=False,
+                                               disabled=True, css_classes=["kdlab-detail-cancel"])
+        self.resume_button = pn.widgets.Button(name="Resume run", button_type="primary", visible=False,
+                                               disabled=True, css_classes=["kdlab-detail-resume"])
+        self.cancel_button.on_click(lambda _e: self.cancel())
+        self.resume_button.on_click(lambda _e: self.resume())
+        self.message = pn.pane.Alert("", alert_type="light", visible=False)
+        self.status: str | None = None
         self.refresh_options()
         self._show()
 
     def refresh_options(self) -> None:
-        df = self.store.list_runs(refresh=False)
+        df = self.store.list_runs()
         self.picker.options = {f"{r['name']} · {r['status']} · {r['id']}": r["id"] for _, r in df.iterrows()}
 
     def open(self, run_id: str) -> None:
@@ -40,11 +53,20 @@ class RunDetail(param.Parameterized):
     @param.depends("run_id", watch=True)
     def _show(self) -> None:
         from kdlab.viz import training_curves
+        from kdlab.viz.theme import plotly_text
 
+        self.message.visible = False
         if not self.run_id:
-            self.header.object = "pick a run"
+            self.status = None
+            self.header.object = "### Run detail"
+            self.config.object = self.artifacts.object = ""
+            self.empty.object = ("Pick a run above to see its config, curves and artifacts." if self.picker.options
+                                 else "No runs yet: launch one on the **Runs** page; it can be inspected here.")
+            self.empty.visible, self.plot.visible = True, False
+            self._actions(None)
             return
-        rec = self.store.get_run(self.run_id, refresh=False)
+        rec = self.store.get_run(self.run_id)
+        self.status = rec.status
         summary = ", ".join(f"{k} = {v:.4g}" for k, v in (rec.summary or {}).items() if isinstance(v, (int, float)))
         err = f"\n\n**error**: {html.escape(rec.error)}" if rec.error else ""
         self.header.object = (f"### {html.escape(rec.name)}\n`{rec.id}` · **{rec.status}** · executor {rec.executor}"
@@ -53,16 +75,61 @@ class RunDetail(param.Parameterized):
         import yaml
 
         self.config.object = "```yaml\n" + yaml.safe_dump(rec.spec, sort_keys=False) + "```"
-        self.plot.object = training_curves(self.store.metrics(self.run_id), title=f"{rec.name} curves")
+        metrics = self.store.metrics(self.run_id)
+        if len(metrics):
+            fig = training_curves(metrics, title=f"{plotly_text(rec.name)} curves")
+            self.plot.height = int(fig.layout.height or 500)  # the figure's own height: its rows never squeeze
+            self.plot.object = fig
+        else:
+            self.empty.object = empty_message(rec.status)
+        self.empty.visible, self.plot.visible = not len(metrics), bool(len(metrics))
+        self._actions(rec.status)
         names = self.store.artifacts(self.run_id)
         folder = self.store.run_dir(self.run_id)
         files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())[:50]
         self.artifacts.object = ("**artifacts**: " + (", ".join(f"`{n}`" for n in names) or "none") +
                                  f"\n\n**run folder** `{folder}`: " + (", ".join(f"`{f}`" for f in files) or "empty"))
 
+    def _actions(self, status: str | None) -> None:
+        """Cancel only for a queued/running run, resume only for a failed/cancelled/interrupted one."""
+        for button, ok in ((self.cancel_button, can_cancel(status)), (self.resume_button, can_resume(status))):
+            button.disabled, button.visible = not ok, ok
+
+    def tick(self) -> None:
+        """Redraw when the shown run's status changed (the dashboard polls every second)."""
+        if self.run_id and self.store.get_run(self.run_id).status != self.status:
+            self._show()
+
+    def cancel(self) -> str:
+        """Cancel the shown run (in a thread: the server never waits for the worker to stop)."""
+        if not self.run_id:
+            return ""
+        self.cancel_button.disabled = True
+        threading.Thread(target=self.store.handle(self.run_id).cancel, daemon=True).start()
+        self._say(f"cancel requested for {self.run_id}")
+        return self.run_id
+
+    def resume(self) -> str:
+        """Resume the shown run from its last checkpoint; returns its status."""
+        if not self.run_id:
+            return ""
+        try:
+            status = self.store.handle(self.run_id).resume().status
+        except Exception as e:  # shown inline, the server keeps serving
+            self._say(str(e), "danger")
+            return self.store.get_run(self.run_id).status
+        self._show()
+        self._say(f"resumed {self.run_id}: {status}")
+        return status
+
+    def _say(self, text: str, kind: str = "info") -> None:
+        self.message.object, self.message.alert_type, self.message.visible = text, kind, True
+
     def panel(self) -> pn.viewable.Viewable:
-        return pn.Column(self.picker, self.header, pn.Row(pn.Column(self.config, self.artifacts, width=420),
-                                                          self.plot, sizing_mode="stretch_width"),
+        return pn.Column(self.picker, self.header, pn.Row(self.cancel_button, self.resume_button), self.message,
+                         pn.Row(pn.Column(self.config, self.artifacts, width=420),
+                                pn.Column(self.empty, self.plot, sizing_mode="stretch_width"),
+                                sizing_mode="stretch_width"),
                          sizing_mode="stretch_width")
 
     def __panel__(self) -> pn.viewable.Viewable:

@@ -3,26 +3,33 @@
 ``launch_form()`` describes the launcher: which sections (data, teacher, student, method, optim), which
 fields each has (from ``Param.describe()``: type, default, range, choices, doc) and how field values
 become an ``ExperimentSpec`` dict. The Panel and the ipywidgets launchers only map ``Field`` objects to
-widgets; validation (``validate``) runs ``load_spec`` and maps its errors back onto field paths, so both
-faces show the same inline messages.
+widgets; validation (``validate``) runs ``load_spec`` and maps the ``Issue``s its error carries back onto
+field paths, so both faces show the same inline messages. The optimisation fields are built from
+``kdlab.distill.optim.OPTIM``, the declaration ``OptimSpec`` and ``TrainConfig`` are made from too.
 """
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kdlab.errors import KdlabError
+from kdlab.errors import Issue, KdlabError
 
 #: registry name of each section whose parameters come from a registry
 SECTIONS: dict[str, str] = {"data": "dataset", "teacher": "model", "student": "model", "method": "method"}
 
-#: defaults of the launcher (small enough to train in seconds on a CPU)
+#: defaults of the launcher (small enough to train in seconds on a CPU); the other optimisation settings
+#: start at ``OPTIM``'s defaults
 DEFAULTS: dict[str, Any] = {
     "name": "experiment", "data": "mnist5k", "teacher": "convnet", "student": "mlp", "method": "kd",
-    "epochs": 5, "lr": 0.05, "batch_size": 128, "seed": 0, "device": "auto", "teacher_epochs": 4,
+    "epochs": 5, "seed": 0, "device": "auto", "teacher_epochs": 4,
 }
+
+#: the launcher's own defaults of ``OPTIM`` settings (the others start at the declaration's)
+OPTIM_DEFAULTS: dict[str, Any] = {"epochs": DEFAULTS["epochs"]}
+
+#: labels of the optimisation fields that read better than their key
+OPTIM_LABELS: dict[str, str] = {"name": "optimiser", "lr": "learning rate"}
 
 
 @dataclass(frozen=True)
@@ -83,15 +90,22 @@ def param_fields(section: str, name: str) -> list[Field]:
 
 
 def optim_fields() -> list[Field]:
-    """Top-level fields of the launcher: run name, seed, epochs, lr, batch size, teacher epochs, device."""
+    """Top-level fields of the launcher: run name, seed, the student's optimisation settings (one per
+    ``OPTIM`` entry: optimiser, lr, momentum, weight decay, schedule, epochs, batch size, clipping), teacher
+    epochs, device."""
+    from kdlab.distill.optim import OPTIM
+
+    optim = []
+    for key, p in OPTIM.items():
+        f = param_field(f"optim.{key}", p.describe())
+        optim.append(replace(f, label=OPTIM_LABELS.get(key, f.label), default=OPTIM_DEFAULTS.get(key, f.default)))
+    teacher_epochs = param_field("teacher.optim.epochs", OPTIM["epochs"].describe())
     return [
         Field("name", "run name", "str", DEFAULTS["name"], doc="name shown in the runs table"),
         Field("seed", "seed", "int", DEFAULTS["seed"], 0, None, doc="seed of data split, init and order"),
-        Field("optim.epochs", "epochs", "int", DEFAULTS["epochs"], 1, 10_000, doc="student epochs"),
-        Field("optim.lr", "learning rate", "float", DEFAULTS["lr"], 1e-6, 10.0, doc="student learning rate"),
-        Field("optim.batch_size", "batch size", "int", DEFAULTS["batch_size"], 1, 65_536, doc="batch size"),
-        Field("teacher.optim.epochs", "teacher epochs", "int", DEFAULTS["teacher_epochs"], 1, 10_000,
-              doc="epochs of the teacher (trained once, then cached)"),
+        *optim,
+        replace(teacher_epochs, label="teacher epochs", default=DEFAULTS["teacher_epochs"],
+                doc="epochs of the teacher (trained once, then cached)"),
         Field("device", "device", "choice", DEFAULTS["device"], choices=("auto", "cpu", "cuda"),
               doc="where the worker trains"),
     ]
@@ -164,34 +178,29 @@ class FormState:
         return spec
 
 
-_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*|\(spec\)):\s*(.*)$")
+def error_map(error: BaseException | Iterable[Issue], known: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """``{field path: message}`` from an error's ``issues`` (``load_spec``'s, a registry's) or from issues.
 
-
-def error_map(message: str, known: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """``{field path: message}`` from a ``load_spec`` / registry error text (one ``path: msg`` per line).
-
-    A path that is not a form field is attached to its closest known parent (or to ``""``, the form).
+    An issue whose path is not a form field lands on its closest known parent (a section's select for
+    ``method.name``, or ``""``, the form), its message prefixed with the rest of its path
+    (``name: unknown method 'x' ...``). An error without issues lands on ``""`` whole.
     """
+    if isinstance(error, BaseException):
+        issues = tuple(getattr(error, "issues", ()))
+        if not issues:
+            return {"": str(error)} if str(error) else {}
+    else:
+        issues = tuple(error)
     out: dict[str, str] = {}
-    for line in str(message).splitlines():
-        m = _LINE.match(line)
-        if not m or line.startswith("invalid experiment spec"):
-            continue
-        path, msg = m.group(1), m.group(2)
-        # model validators report "<section>: <sub.path>: message" (e.g. "method: params.temperature: ...")
-        nested = _LINE.match(msg)
-        while nested and nested.group(1) != "(spec)":
-            sub = nested.group(1)
-            path = sub if sub.startswith(path + ".") else f"{path}.{sub}"
-            msg = nested.group(2)
-            nested = _LINE.match(msg)
+    for issue in issues:
+        path = issue.where
         key = path
         if known is not None:
             while key and key not in known:
                 key = key.rsplit(".", 1)[0] if "." in key else ""
+        rest = path[len(key):].lstrip(".")
+        msg = f"{rest}: {issue.message}" if rest else issue.message
         out[key] = (out[key] + "; " + msg) if key in out else msg
-    if not out and message:
-        out[""] = str(message)
     return out
 
 
@@ -202,7 +211,7 @@ def validate(state: FormState) -> tuple[Any, dict[str, str]]:
     try:
         return load_spec(state.to_spec()), {}
     except KdlabError as e:
-        return None, error_map(str(e), {**state.all_fields(), **dict.fromkeys(SECTIONS)})
+        return None, error_map(e, {**state.all_fields(), **dict.fromkeys(SECTIONS)})
     except ValueError as e:  # pragma: no cover - load_spec wraps pydantic errors
         return None, {"": str(e)}
 

@@ -76,7 +76,7 @@ class _FormCore:
         try:
             handle = launch(spec, executor=executor, store=self.store, name=spec.name, log_every=5)
         except Exception as e:  # e.g. an executor check: shown on the form
-            self.errors = forms.error_map(str(e), self.state.all_fields()) or {"": str(e)}
+            self.errors = forms.error_map(e, self.state.all_fields()) or {"": str(e)}
             self._show_errors()
             return None
         self.handles.append(handle)

@@ -67,16 +67,18 @@ def pages() -> list[Page]:
 
 
 class FinishedRunChoice:
-    """Mixin of the analysis pages: their ``picker`` offers the store's completed runs (the first one chosen
-    when none is), and ``folder()`` is the chosen run's folder. Needs ``store``, ``picker`` and ``run_id``."""
+    """Mixin of the analysis pages: their ``picker`` offers the store's completed runs of ``run_kind`` (the
+    first one chosen when none is), and ``folder()`` is the chosen run's folder. Needs ``store``, ``picker`` and
+    ``run_id``."""
 
     store: Any
     picker: Any
     run_id: str | None
+    run_kind = "train"
 
     def refresh_options(self) -> None:
-        df = self.store.list_runs(refresh=False)
-        done = df[df["status"] == "completed"] if len(df) else df
+        df = self.store.list_runs()
+        done = df[(df["status"] == "completed") & (df["kind"] == self.run_kind)] if len(df) else df
         self.picker.options = {f"{r['name']} · {r['id']}": r["id"] for _, r in done.iterrows()}
         if self.run_id is None and self.picker.options:
             self.picker.value = next(iter(self.picker.options.values()))
@@ -84,5 +86,5 @@ class FinishedRunChoice:
     def folder(self) -> Path | None:
         if not self.run_id:
             return None
-        rec = self.store.get_run(self.run_id, refresh=False)
+        rec = self.store.get_run(self.run_id)
         return Path(rec.run_dir) if rec.run_dir else self.store.run_dir(self.run_id)

@@ -13,8 +13,12 @@ import param
 
 from kdlab.runs.store import STATUSES, Store
 
-COLUMNS = ["id", "name", "status", "epoch", "epochs", "method", "teacher", "student", "data", "test_acc", "tags",
-           "created"]
+COLUMNS = ["id", "name", "status", "epoch", "method", "models", "data", "test_acc", "tags", "created"]
+# the runs table shares its row with the live curves: about 600 px at a 1280 px wide window, so the columns
+# are the ones that tell runs apart, in short forms (the run detail page has the rest); the id stays in the
+# table's value (selection, clicks) but is not shown
+HIDDEN = ["id"]
+TITLES = {"name": "run", "epoch": "epoch", "models": "teacher → student", "test_acc": "test acc"}
 
 
 def filter_runs(df: pd.DataFrame, status: Sequence[str] = (), tag: str = "", text: str = "") -> pd.DataFrame:
@@ -32,11 +36,27 @@ def filter_runs(df: pd.DataFrame, status: Sequence[str] = (), tag: str = "", tex
     return out
 
 
+def _text(v: Any) -> str:
+    return "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
+
+
+def _progress(epoch: Any, epochs: Any) -> str:
+    done = "" if epoch is None or pd.isna(epoch) else f"{float(epoch):g}"
+    total = "" if epochs is None or pd.isna(epochs) else f"{int(epochs)}"
+    return f"{done or 0}/{total}" if total else done
+
+
 def table_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """The runs table as shown: chosen columns, tags joined, times as text."""
-    out = df.reindex(columns=COLUMNS).copy()
+    """The runs table as shown: ``COLUMNS`` (epoch as ``done/total``, teacher → student, tags joined, test
+    accuracy rounded, creation time to the minute)."""
+    full = df.reindex(columns=[*COLUMNS, "epochs", "teacher", "student"])
+    out = full.reindex(columns=COLUMNS).copy()
+    out["epoch"] = [_progress(e, n) for e, n in zip(full["epoch"], full["epochs"], strict=True)]
+    out["models"] = [" → ".join(x for x in (_text(t), _text(s)) if x)
+                     for t, s in zip(full["teacher"], full["student"], strict=True)]
+    out["test_acc"] = pd.to_numeric(full["test_acc"], errors="coerce").round(4)
     out["tags"] = out["tags"].map(lambda ts: ", ".join(ts) if isinstance(ts, list) else "")
-    out["created"] = out["created"].map(lambda t: t.strftime("%Y-%m-%d %H:%M:%S") if pd.notna(t) else "")
+    out["created"] = out["created"].map(lambda t: t.strftime("%m-%d %H:%M") if pd.notna(t) else "")
     return out.reset_index(drop=True)
 
 
@@ -54,12 +74,20 @@ class RunsTable(param.Parameterized):
         self.all = store.list_runs()
         self.table = pn.widgets.Tabulator(table_frame(self.all), selectable="checkbox", pagination="remote",
                                           page_size=15, show_index=False, disabled=True, height=470,
+                                          layout="fit_data_stretch", hidden_columns=HIDDEN, titles=TITLES,
                                           sizing_mode="stretch_width", css_classes=["kdlab-runs-table"])
         self.table.param.watch(self._selection, "selection")
         self.table.on_click(self._clicked)
-        self.filters = pn.Param(self.param, parameters=["status_filter", "tag_filter", "text_filter"],
-                                widgets={"status_filter": pn.widgets.MultiChoice}, show_name=False,
-                                default_layout=pn.Row, width=700)
+        self.empty = pn.pane.Alert("", alert_type="secondary", visible=False, sizing_mode="stretch_width",
+                                   css_classes=["kdlab-runs-empty"])
+        # the filters wrap inside the table's column (the live curves sit to its right)
+        self.filters = pn.FlexBox(
+            pn.widgets.MultiChoice.from_param(self.param.status_filter, name="Status", placeholder="any status",
+                                              sizing_mode="stretch_width", min_width=200, max_width=360),
+            pn.widgets.TextInput.from_param(self.param.tag_filter, name="Tag", placeholder="any tag", width=140),
+            pn.widgets.TextInput.from_param(self.param.text_filter, name="Search", placeholder="id, name or method",
+                                            width=200),
+            sizing_mode="stretch_width", css_classes=["kdlab-runs-filters"])
         self.tag_input = pn.widgets.TextInput(placeholder="tag", width=120)
         self.tag_add = pn.widgets.Button(name="Tag selected", width=110)
         self.tag_add.on_click(lambda _e: self.tag(self.tag_input.value))
@@ -79,10 +107,18 @@ class RunsTable(param.Parameterized):
             keep = [i for i, rid in enumerate(shown["id"]) if rid in self.selected]
             self.table.value = shown
             self.table.selection = keep
+        if not len(self.all):
+            self.empty.object = "No runs yet: launch one with **Launch a run** above; it is listed here."
+        elif not len(shown):
+            self.empty.object = "No run matches these filters: clear them to see all runs."
+        self.empty.visible = not len(shown)
+        self.table.visible = bool(len(shown))
 
     def refresh(self, reap: bool = True) -> None:
         """Re-read the store (``reap``: notice dead workers and start queued runs first)."""
-        self.all = self.store.list_runs(refresh=reap)
+        if reap:
+            self.store.refresh()
+        self.all = self.store.list_runs()
         self._update()
 
     def tick(self) -> None:
@@ -112,7 +148,8 @@ class RunsTable(param.Parameterized):
         self.refresh(reap=False)
 
     def panel(self) -> pn.viewable.Viewable:
-        return pn.Column(self.filters, self.table, pn.Row(self.tag_input, self.tag_add), sizing_mode="stretch_width")
+        return pn.Column(self.filters, self.empty, self.table, pn.Row(self.tag_input, self.tag_add),
+                         sizing_mode="stretch_width")
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self.panel()

@@ -1,29 +1,47 @@
-"""``TaskWidget``: the ipywidgets face of one background computation (button, progress bar, label, output).
+"""``TaskWidget``: the ipywidgets face of one job kind (button, progress bar, label, figures).
 
-Notebook widgets subclass it with ``submit()`` (start the work through ``kdlab.ui.tasks.submit``) and
-``figures(result)``; a thread mirrors the progress, so the kernel stays free, and ``wait()`` blocks for scripts.
+``compute()`` (or the button) submits the job to the store and returns at once; the widget follows the run from
+the store, so the kernel stays free and a restarted kernel loses nothing (``follow(latest(...))`` picks the job up
+again). Widgets are only ever updated from the kernel's own thread: a coroutine on the kernel's event loop polls
+the store while the kernel is idle, and ``wait()`` polls it in the calling cell, never from a helper thread.
+Subclasses set ``kind`` and say what to draw (``figures``).
 """
 from __future__ import annotations
 
+import asyncio
 import html
-import threading
 import time
 from typing import Any
 
-from kdlab.ui.tasks import Task
+from kdlab.runs.store import Store, open_store
+from kdlab.ui.tasks import JobTask, latest, submit
+
+POLL_S = 0.5
+
+
+def kernel_loop() -> asyncio.AbstractEventLoop | None:
+    """The running event loop of the IPython kernel this code runs in (None outside one, e.g. a script)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class TaskWidget:
-    """A button, a progress bar and an output area around one background computation."""
+    """A button, a progress bar, a label and an output area around one job of kind ``kind``."""
 
+    kind = ""
     title = "Compute"
 
-    def __init__(self) -> None:
+    def __init__(self, store: Store | str | None = None, **params: Any) -> None:
         import ipywidgets as w
 
-        self.task: Task | None = None
+        self.store = store if isinstance(store, Store) else open_store(store)
+        self.params = params
+        self.task: JobTask | None = None
         self.result: Any = None
-        self.finished = threading.Event()
+        self._shown: str | None = None  # the id of the job whose result is drawn
+        self._follower: asyncio.Task | None = None
         self.button = w.Button(description=self.title, button_style="primary")
         self.button.on_click(lambda _b: self.compute())
         self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0)
@@ -31,53 +49,88 @@ class TaskWidget:
         self.out = w.Output()
         self.widget = w.VBox([w.HBox([self.button, self.progress, self.label]), self.out])
 
-    def submit(self) -> Task:
-        """Start the computation (``kdlab.ui.tasks.submit``); subclasses say what it is."""
-        raise NotImplementedError
-
+    # -- what subclasses say -----------------------------------------------------------------------
     def figures(self, result: Any) -> list[Any]:
-        """What to display once ``result`` is in."""
+        """What to display once ``result`` (the job kind's ``read``) is in."""
         raise NotImplementedError
 
     def done_message(self, result: Any) -> str:
         return "done"
 
-    def compute(self) -> Task:
-        """Start the computation in the background; the figures appear when it is done."""
+    # -- actions -----------------------------------------------------------------------------------
+    def compute(self) -> JobTask:
+        """Submit the job (a run in the store) and follow it; returns at once."""
         if self.task is not None and not self.task.done:
             return self.task
-        self.task = self.submit()
-        self.button.disabled = True
-        self.finished.clear()
-        threading.Thread(target=self._follow, args=(self.task,), daemon=True, name="kdlab-task-widget").start()
-        return self.task
+        return self.follow(submit(self.store, self.kind, **self.params))
 
-    def _follow(self, task: Task) -> None:
-        """Mirror the task's progress (in a thread), then show its figures or its error."""
-        while not task.done:
-            self.progress.value = task.progress.fraction
-            self.label.value = html.escape(task.progress.message)
-            time.sleep(0.2)
+    def follow(self, task: JobTask | str | None = None) -> JobTask | None:
+        """Show ``task`` (a ``JobTask`` or run id; default: the newest job of this kind) live, then its result."""
+        if task is None:
+            task = latest(self.store, self.kind, of=self.params.get("run"))
+        elif isinstance(task, str):
+            task = JobTask(self.store, task)
+        self.task, self._shown = task, None
+        if task is None:
+            self.label.value = "no job yet: press the button"
+            return None
+        self.button.disabled = not task.done
+        self.update()
+        loop = kernel_loop()
+        if loop is not None and not task.done:
+            if self._follower is not None:
+                self._follower.cancel()
+            self._follower = loop.create_task(self._follow())
+        return task
+
+    async def _follow(self) -> None:
+        """Poll the store between the kernel's other work (runs on the kernel's loop, in its thread)."""
+        while not self.update():
+            await asyncio.sleep(POLL_S)
+
+    def update(self) -> bool:
+        """One poll: mirror the job's progress; once it has ended, draw its result (once). Returns whether it
+        has ended."""
+        task = self.task
+        if task is None:
+            return True
+        rec = task.record
+        p = task.store.progress(task.id)
+        self.progress.value = p.fraction
+        if not task.done:
+            what = "running" if rec.status == "running" else "queued"
+            self.label.value = html.escape(f"{what}: {p.message}" if p.message else what)
+            return False
+        if self._shown == task.id:
+            return True
+        self._shown = task.id
         self.button.disabled, self.progress.value = False, 1.0
-        if task.error() is not None:
-            self.label.value = f"failed: {html.escape(str(task.error()))}"
-        else:
-            from IPython.display import display
+        error = task.error()
+        if error is not None:
+            self.label.value = f"failed: {html.escape(error)}"
+            return True
+        from IPython.display import display
 
-            self.result = task.result()
-            self.label.value = html.escape(self.done_message(self.result))
-            with self.out:
-                self.out.clear_output()
-                for fig in self.figures(self.result):
-                    display(fig)
-        self.finished.set()
+        self.result = task.result()
+        self.label.value = html.escape(self.done_message(self.result))
+        with self.out:
+            self.out.clear_output()
+            for fig in self.figures(self.result):
+                display(fig)
+        return True
 
     def wait(self, timeout: float | None = None) -> Any:
-        """Block until the result is computed and shown (scripts and tests); returns it."""
+        """Block until the job has ended and its result is drawn (scripts, tests); returns the result."""
         task = self.task or self.compute()
-        res = task.result(timeout)
-        self.finished.wait(timeout)
-        return res
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.update():
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {task.id} is still {task.status} after {timeout:g} s")
+            time.sleep(POLL_S / 2)
+        error = task.error()
+        if error is not None:
+            raise RuntimeError(f"job {task.id} {error}")
+        return self.result
 
     def _repr_mimebundle_(self, **kw: Any) -> Any:
         return self.widget._repr_mimebundle_(**kw)

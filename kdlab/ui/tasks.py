@@ -1,78 +1,82 @@
-"""Analysis in the background: ``submit(fn, ...)`` runs ``fn(progress, ...)`` in a thread pool.
+"""Following background jobs from a UI: every long computation is a run in the store, done by a worker.
 
-Dashboard pages and notebook widgets use it so that the server and the kernel never block on a long
-computation (CKA, source ranking, Fourier heat maps, ...). ``fn`` reports its progress by calling
-``progress(done, total, message)``; the UI polls ``task.progress`` and ``task.done`` (``poll`` does it for
-a dashboard page's button, progress bar and status pane).
+``submit(store, kind, **params)`` launches a job (``kdlab.submit``) and returns a ``JobTask``, a view of that run
+which holds nothing but the store and the run id: its progress, whether it is done, its error and its result
+(read by the kind's one reader) all come from the store. ``latest(store, kind, of=run_id)`` finds the newest
+job of a kind, so a page or widget opened later (a new browser session, a restarted kernel) shows the live
+progress or the result of work started before. ``poll`` mirrors a task in a dashboard page's button, progress
+bar and status pane.
 """
 from __future__ import annotations
 
 import html
-import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kdlab-analysis")
+from kdlab.runs.background import cancel_run
+from kdlab.runs.background import submit as submit_job
+from kdlab.runs.job import Progress, get_job, kind_of
+from kdlab.runs.store import TERMINAL, Store
 
 
-@dataclass
-class Progress:
-    """Where a task stands: ``done`` of ``total`` steps and the last message."""
+class JobTask:
+    """One job of the store seen from a UI: ``progress``, ``done``, ``error()``, ``result()``, ``cancel()``."""
 
-    done: int = 0
-    total: int = 0
-    message: str = ""
+    def __init__(self, store: Store, run_id: str):
+        self.store, self.id = store, run_id
+
+    def __repr__(self) -> str:
+        return f"JobTask({self.id!r}, status={self.status!r})"
 
     @property
-    def fraction(self) -> float:
-        return min(1.0, self.done / self.total) if self.total else 0.0
+    def record(self) -> Any:
+        return self.store.get_run(self.id)
 
+    @property
+    def kind(self) -> str:
+        return kind_of(self.record.spec)
 
-@dataclass
-class Task:
-    """A submitted computation: its future, its live progress, and a cancel flag ``fn`` may check."""
+    @property
+    def status(self) -> str:
+        return self.record.status
 
-    future: Future
-    progress: Progress = field(default_factory=Progress)
-    cancelled: threading.Event = field(default_factory=threading.Event)
+    @property
+    def run_dir(self) -> Path:
+        return self.store.run_dir(self.id)
+
+    @property
+    def progress(self) -> Progress:
+        return self.store.progress(self.id)
 
     @property
     def done(self) -> bool:
-        return self.future.done()
+        return self.status in TERMINAL
 
-    def result(self, timeout: float | None = None) -> Any:
-        """The value of ``fn`` (re-raises its error)."""
-        return self.future.result(timeout)
+    def error(self) -> str | None:
+        """Why the job did not complete (None while it runs or once it completed)."""
+        rec = self.record
+        if rec.status in TERMINAL and rec.status != "completed":
+            return f"{rec.status}: {rec.error or 'no error recorded'}"
+        return None
 
-    def error(self) -> BaseException | None:
-        return self.future.exception(0) if self.future.done() else None
+    def result(self) -> Any:
+        """What the job saved, read back by its kind's reader (None before it wrote anything)."""
+        return get_job(self.kind).read(self.run_dir)
 
-    def cancel(self) -> None:
-        """Ask the task to stop (``fn`` sees ``progress.cancelled``) and drop it if it has not started."""
-        self.cancelled.set()
-        self.future.cancel()
-
-
-class Cancelled(RuntimeError):
-    """Raised inside a task's progress callback once the user cancelled it."""
+    def cancel(self) -> str:
+        return cancel_run(self.store, self.id)
 
 
-def submit(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Task:
-    """Run ``fn(progress, *args, **kwargs)`` in the analysis thread pool; returns at once."""
-    task_ref: dict[str, Task] = {}
-    progress = Progress()
+def submit(store: Store, kind: str, **params: Any) -> JobTask:
+    """Launch a job of ``kind`` in the background (a worker process; the GPU when there is one)."""
+    return JobTask(store, submit_job(kind, store, **params).id)
 
-    def report(done: int, total: int, message: str = "") -> None:
-        progress.done, progress.total, progress.message = int(done), int(total), str(message)
-        task = task_ref.get("task")
-        if task is not None and task.cancelled.is_set():
-            raise Cancelled("cancelled by the user")
 
-    task = Task(_POOL.submit(fn, report, *args, **kwargs), progress)
-    task_ref["task"] = task
-    return task
+def latest(store: Store, kind: str, of: str | None = None) -> JobTask | None:
+    """The newest job of ``kind`` (analysing run ``of`` when given), or None."""
+    jobs = store.jobs(kind, of=of)
+    return JobTask(store, jobs[0].id) if jobs else None
 
 
 def show_queued(button: Any, bar: Any, status: Any) -> None:
@@ -81,17 +85,21 @@ def show_queued(button: Any, bar: Any, status: Any) -> None:
     status.object = "queued"
 
 
-def poll(task: Task | None, button: Any, bar: Any, status: Any, done: Callable[[Any], None]) -> None:
+def poll(task: JobTask | None, button: Any, bar: Any, status: Any, done: Callable[[Any], None]) -> None:
     """Mirror ``task`` in a page's button, progress bar (0-100) and status pane (called each second); once it
     finished, re-enable the button and pass its result to ``done`` (or show its error, escaped)."""
     if task is None or not button.disabled:
         return
-    bar.value = int(100 * task.progress.fraction)
-    if not task.done:
-        status.object = f"computing: {html.escape(task.progress.message)}"
+    rec = task.record
+    progress = task.store.progress(task.id)
+    bar.value = int(100 * progress.fraction)
+    if rec.status not in TERMINAL:
+        what = "computing" if rec.status == "running" else "queued (waiting for a free worker slot)"
+        status.object = f"{what}: {html.escape(progress.message)}" if progress.message else what
         return
     button.disabled, bar.visible = False, False
-    if task.error() is not None:
-        status.object = f"failed: {html.escape(str(task.error()))}"
+    error = task.error()
+    if error is not None:
+        status.object = f"failed: {html.escape(error)}"
         return
     done(task.result())

@@ -13,11 +13,14 @@ from kdlab.errors import ConfigError
 from kdlab.viz.data import as_history, line_mode, loss_terms, series
 from kdlab.viz.theme import (
     BASELINE,
+    MARGIN,
     STUDENT,
     TEACHER,
+    TITLE_PX,
     apply_theme,
     axis_ref,
     grid_layout,
+    legend_below,
     plotly_text,
     run_colors,
     sequence,
@@ -32,8 +35,6 @@ _FIXED: dict[str, tuple[str, ...]] = {
     "learning rate": ("lr",),
     "throughput": ("throughput",),
 }
-_Y_TITLES = {"accuracy": "accuracy", "agreement": "top-1 agreement", "loss": "loss", "loss terms": "loss",
-             "learning rate": "lr", "throughput": "samples / s"}
 
 
 def _panel_keys(h: pd.DataFrame) -> dict[str, list[str]]:
@@ -42,6 +43,14 @@ def _panel_keys(h: pd.DataFrame) -> dict[str, list[str]]:
     keys["agreement"] = [k for k in present if k.endswith("agreement")]
     keys["loss terms"] = loss_terms(h)
     return keys
+
+
+# pixel layout of the panel grid: figures are drawn at any width, so the vertical room is fixed in px (the
+# horizontal gaps, fractions, fit the y tick labels down to a ~450 px wide figure)
+ROW_PX = 230  # plot height of one row of panels
+ROW_GAP_PX = 66  # between rows: the x tick labels of the row above, then the subplot titles of the row below
+SUBPLOT_TITLE_PX = 28  # above the top row: its subplot titles
+H_SPACE = 0.12
 
 
 def training_curves(metrics: Any, title: str = "Training curves", teacher_acc: float | None = None,
@@ -53,23 +62,27 @@ def training_curves(metrics: Any, title: str = "Training curves", teacher_acc: f
     ``metrics``: a history list of dicts, a result dict, or a tidy / wide metrics DataFrame (see
     ``kdlab.viz.data.as_history``). Every trace has ``meta={"panel": ..., "key": ...}``; trace names are
     the metric keys (``teacher`` for the reference line).
+
+    Layout: the subplot titles name the panels (no y axis titles), the x axis title sits under the bottom
+    panel of each column and the legend under the grid; the height grows with the rows, so titles, tick
+    labels and legend never overlap at any width (the legend wraps downwards).
     """
     h = as_history(metrics)
     keys = _panel_keys(h)
     panels = [p for p in PANELS if keys[p]]
     if not panels:
-        fig = go.Figure()
-        fig.add_annotation(text="no metrics yet", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-        return apply_theme(fig, title, height=300)
+        return empty_figure(title, "no metrics yet: the curves appear when the run logs its first epoch")
     cols = max(1, min(cols, len(panels)))
     rows = math.ceil(len(panels) / cols)
-    layout = grid_layout(rows, cols, panels, h_space=0.09,
-                         v_space=min(0.12, 0.3 / max(rows - 1, 1)) if rows > 1 else 0.0)
+    plot_px = rows * ROW_PX + (rows - 1) * ROW_GAP_PX
+    layout = grid_layout(rows, cols, panels, h_space=H_SPACE if cols > 1 else 0.0,
+                         v_space=ROW_GAP_PX / plot_px if rows > 1 else 0.0)
     x_name = str(h.index.name or "epoch")
     term_colors = dict(zip(keys["loss terms"], sequence(len(keys["loss terms"])), strict=True))
     traces: list[dict[str, Any]] = []
     for k, panel in enumerate(panels, start=1):
-        axes = dict(xaxis=axis_ref(k, "x"), yaxis=axis_ref(k, "y"), legendgroup=panel, hovertemplate="%{y:.4g}")
+        hover = "%{y:.4g} samples/s" if panel == "throughput" else "%{y:.4g}"
+        axes = dict(xaxis=axis_ref(k, "x"), yaxis=axis_ref(k, "y"), legendgroup=panel, hovertemplate=hover)
         for key in keys[panel]:
             x, y = series(h, key)
             traces.append(dict(type="scatter", x=x, y=y, name=plotly_text(key), mode=line_mode(x),
@@ -79,15 +92,31 @@ def training_curves(metrics: Any, title: str = "Training curves", teacher_acc: f
             traces.append(dict(type="scatter", x=[lo, hi], y=[float(teacher_acc)] * 2, name="teacher",
                                mode="lines", meta={"panel": panel, "key": "teacher"},
                                line=dict(color=TEACHER, dash="dash", width=2), **axes))
-        x_axis, y_axis = layout[axis_ref(k, "xaxis")], layout[axis_ref(k, "yaxis")]
-        x_axis["title"], y_axis["title"] = {"text": x_name}, {"text": _Y_TITLES[panel]}
+        if k + cols > len(panels):  # nothing under this panel: its column's x axis title
+            layout[axis_ref(k, "xaxis")]["title"] = {"text": x_name}
+        y_axis = layout[axis_ref(k, "yaxis")]
         lr = h["lr"].dropna() if panel == "learning rate" else None
         if lr is not None and (lr > 0).all() and lr.nunique() > 1 and lr.max() / lr.min() > 50:
             y_axis["type"] = "log"
+    top = TITLE_PX + SUBPLOT_TITLE_PX
+    below = legend_below(top + plot_px + MARGIN["b"], top=top, rows=2 if len(traces) > 6 else 1)
+    height = top + plot_px + below["margin"]["b"]
+    below["legend"]["traceorder"] = "normal"  # one flat row of entries, not a block per panel
+    layout.update(below)
     # one validated construction: make_subplots + add_trace per trace cost ~4x more, every second in the
     # dashboard's live view
     fig = go.Figure(data=traces, layout=layout)
-    return apply_theme(fig, title, height=300 * rows + 80, hovermode="x unified")
+    return apply_theme(fig, title, height=height, hovermode="x unified")
+
+
+def empty_figure(title: str | None, message: str, height: int = 260) -> go.Figure:
+    """A figure without axes that says ``message`` (what to do, or what to wait for) where the plot would be."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font=dict(size=14, color="#666666"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return apply_theme(fig, title, height=height)
 
 
 def _line(panel: str, key: str, term_colors: dict[str, str]) -> dict[str, Any]:
@@ -131,9 +160,14 @@ def compare_runs(runs: Mapping[str, Any], key: str = "val/acc", title: str | Non
     if missing:
         shown = ", ".join(plotly_text(m) for m in missing[:5])
         text += f" (no {plotly_text(key)}: {shown}{' ...' if len(missing) > 5 else ''})"
+    if not fig.data:
+        return empty_figure(text, f"none of these runs logged {plotly_text(key)}: pick another metric or other runs"
+                            if runs else "no runs to compare: pick some")
     fig.update_xaxes(title_text=x_name)
     fig.update_yaxes(title_text=plotly_text(key))
-    return apply_theme(fig, text, height=420, hovermode="x unified")
+    height = 440
+    # the legend under the plot: one entry per run wraps to more rows on a narrow figure without reaching the title
+    return apply_theme(fig, text, height=height, hovermode="x unified", **legend_below(height, top=TITLE_PX + 16))
 
 
 def _pick(table: pd.DataFrame, wanted: str | None, choices: tuple[str, ...], what: str) -> str | None:

@@ -31,6 +31,11 @@ SEQUENTIAL: list[list[float | str]] = [[0.0, "#F7FBFF"], [0.25, "#C6DBEF"], [0.5
                                        [0.75, "#2171B5"], [1.0, "#08306B"]]
 DIVERGING: list[list[float | str]] = [[0.0, "#B2182B"], [0.5, "#F7F7F7"], [1.0, "#2166AC"]]
 FONT = "Inter, system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif"
+TITLE_PAD = 12  # px above the title
+TITLE_PX = 40  # px from the top of a figure to below its title (a 16 px title line and its padding)
+MARGIN = {"t": 80, "b": 60}  # the template's top and bottom margins (px)
+X_LABELS_PX = 52  # px under a plot's bottom edge taken by its x tick labels and x axis title
+LEGEND_ROW_PX = 22  # px of one row of a horizontal legend
 
 
 def _template() -> go.layout.Template:
@@ -43,10 +48,13 @@ def _template() -> go.layout.Template:
     t.layout.update(
         colorway=list(SEQUENCE),
         font=dict(family=FONT, size=13, color="#222222"),
-        title=dict(x=0.0, xanchor="left", font=dict(size=16)),
+        # the title pinned to the top left of the figure (TITLE_PX tall): a legend or subplot titles under it
+        # never reach it while they stay below TITLE_PX
+        title=dict(x=0.0, xanchor="left", xref="container", y=1.0, yanchor="top", yref="container",
+                   pad=dict(t=TITLE_PAD, l=10), font=dict(size=16)),
         # room for the usual tick labels, axis titles and a one-row legend: when they do not fit, plotly.js
         # grows the margins and draws the whole figure a second time (twice as slow in the browser)
-        margin=dict(l=70, r=30, t=80, b=60),
+        margin=dict(l=70, r=30, t=MARGIN["t"], b=MARGIN["b"]),
         legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0.0),
         hoverlabel=dict(namelength=-1),
         colorscale=dict(sequential=SEQUENTIAL, diverging=DIVERGING),
@@ -142,6 +150,23 @@ def grid_layout(rows: int, cols: int, titles: Iterable[str] = (), h_space: float
     return json.loads(_grid_json(int(rows), int(cols), tuple(map(str, titles)), float(h_space), float(v_space)))
 
 
+def legend_below(height: float, top: float = MARGIN["t"], bottom: float = MARGIN["b"],
+                 rows: int = 1) -> dict:
+    """Layout updates that put a horizontal legend under the plot area, below its x tick labels and x axis
+    title, in a figure ``height`` px tall with ``top``/``bottom`` margins (``bottom`` without the legend).
+
+    Room for ``rows`` legend rows is added to the bottom margin; a legend that wraps to more rows (a narrow
+    figure) grows the margin downwards, so it never reaches the axis labels or the title above. (Above the
+    plot, a wrapping legend would run into the title; plotly.js moves neither.)
+    """
+    gap = X_LABELS_PX + 8
+    b = int(bottom - X_LABELS_PX + gap + rows * LEGEND_ROW_PX + 6)
+    plot_px = max(float(height) - top - b, 50.0)
+    return {"legend": dict(orientation="h", yref="paper", y=-gap / plot_px, yanchor="top", xref="paper", x=0.0,
+                           xanchor="left"),
+            "margin": dict(t=int(top), b=b)}
+
+
 def axis_ref(k: int, axis: str = "x") -> str:
     """Subplot ``k``'s axis name: ``x``, ``x2``... on a trace; ``axis="xaxis"`` gives its layout key."""
     return axis if k == 1 else f"{axis}{k}"
@@ -165,5 +190,5 @@ def with_alpha(color: str, alpha: float) -> str:
 
 
 __all__ = ["BASELINE", "GAP", "ROLE_COLORS", "SEQUENCE", "STUDENT", "TEACHER", "TEMPLATE_NAME",
-           "apply_theme", "axis_ref", "grid_layout", "plotly_text", "role_color", "role_of", "run_colors", "sequence",
+           "apply_theme", "axis_ref", "grid_layout", "legend_below", "plotly_text", "role_color", "role_of", "run_colors", "sequence",
            "with_alpha"]

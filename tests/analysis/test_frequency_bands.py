@@ -9,20 +9,14 @@ import pytest
 import torch
 
 from kdlab.analysis.frequency import (
-    MAX_RADIUS,
     FrequencyArtifacts,
     band_curves,
-    band_mask,
-    band_pass,
-    decompose,
     feature_spectra,
     high_frequency_fraction,
-    high_pass,
-    low_pass,
-    low_pass_mask,
     radial_spectrum,
 )
 from kdlab.errors import ConfigError, ShapeError
+from kdlab.fourier import MAX_RADIUS, band_mask, band_pass, decompose, high_pass, low_pass, low_pass_mask
 from kdlab.models import create
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -17,7 +17,7 @@ SPEC = {"name": "dm-browser", "task": "condense", "seed": 0, "device": "cpu",
 
 
 def test_distilled_images_page_shows_the_grid_and_neighbours(browser, shots, tmp_path):
-    from kdlab.runs.condense import run_condensation
+    from kdlab.jobs.condense import run_condensation
     from kdlab.runs.store import open_store
 
     home = tmp_path / "home"

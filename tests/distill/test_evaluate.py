@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from kdlab.data import BatchLoader
-from kdlab.distill.evaluate import evaluate, predict, score
+from kdlab.distill.evaluate import evaluate, score
 from kdlab.models import create
+from kdlab.models.inference import predict
 
 from .conftest import blobs
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kdlab.analysis.frequency import high_pass, low_pass
 from kdlab.data import ArrayDataset
 from kdlab.distill.methods.freq_kd import BANDS, band_mse, split_bands
 from kdlab.distill.teacher_cache import TeacherCache
 from kdlab.errors import ConfigError
+from kdlab.fourier import high_pass, low_pass
 
 from .helpers import IN, check_finite_gradients, check_sgd_reduces, make, np_kd
 

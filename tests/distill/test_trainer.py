@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from kdlab.distill import create_distiller
-from kdlab.distill.trainer import Callback, TrainConfig, Trainer, load_state
+from kdlab.distill.trainer import Callback, TrainConfig, Trainer
 from kdlab.errors import CheckpointError, NonFiniteLossError
 from kdlab.models import create
+from kdlab.models.checkpoints import load_state
 
 
 def _kd(teacher, seed=0, student="mlp", **params):
@@ -144,3 +145,19 @@ def test_same_seed_same_numbers(tiny_data, tiny_teacher):
     a = Trainer(_kd(tiny_teacher), _cfg(epochs=2, seed=3)).fit(train, val)
     b = Trainer(_kd(tiny_teacher), _cfg(epochs=2, seed=3)).fit(train, val)
     assert [h["train/loss"] for h in a.history] == [h["train/loss"] for h in b.history]
+
+
+def test_config_checks_optimisation_settings_against_the_declaration():
+    from kdlab.errors import ConfigError
+    from kdlab.runs.spec import OptimSpec
+
+    with pytest.raises(ConfigError, match=r"lr: 0.0 is outside \(0.0, 10.0\]") as err:
+        TrainConfig(lr=0)
+    assert err.value.issues[0].where == "lr"
+    with pytest.raises(ConfigError, match="optimizer") as err:
+        TrainConfig(optimizer="lbfgs")
+    assert err.value.issues[0].choices == ("sgd", "adam", "adamw")
+    assert TrainConfig(epochs=2.0).epochs == 2 and TrainConfig(grad_clip=None).grad_clip is None
+    cfg = TrainConfig.from_optim(OptimSpec(name="adam", lr=0.01, grad_clip=1.0), seed=3)
+    assert (cfg.optimizer, cfg.lr, cfg.grad_clip, cfg.seed, cfg.epochs) == ("adam", 0.01, 1.0, 3, 10)
+    assert TrainConfig.from_optim({"name": "adamw", "epochs": 2}).optimizer == "adamw"

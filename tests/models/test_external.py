@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from kdlab.distill.taps import FeatureTaps
 from kdlab.errors import ConfigError, UnknownNameError
 from kdlab.models import create
 from kdlab.models.external import MissingPackageError, adapt_channels, discover_stages
+from kdlab.models.taps import FeatureTaps
 
 
 @pytest.mark.parametrize("prefix", ["timm", "torchvision"])

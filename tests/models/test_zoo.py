@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from kdlab.distill.functional import pool_flatten
-from kdlab.distill.taps import FeatureTaps, feature_shapes
 from kdlab.errors import ConfigError, UnknownNameError
 from kdlab.models import MODELS, create, list_models
+from kdlab.models.taps import FeatureTaps, feature_shapes
 
 NAMES = MODELS.names()
 SHAPES = [(1, 28, 28), (3, 32, 32), (1, 8, 8)]

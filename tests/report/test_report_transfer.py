@@ -7,7 +7,8 @@ import pandas as pd
 
 from kdlab.report import build
 from kdlab.report.runs import load_run
-from kdlab.report.transfer import load_selection, save_selection, transfer_section
+from kdlab.jobs.transfer_rank import load_selection, save_selection
+from kdlab.report.transfer import transfer_section
 
 
 def test_section_from_saved_selection(tmp_path, tiny_run_dir):

@@ -12,7 +12,7 @@ from runs_helpers import tiny_spec, wait_for
 
 import kdlab
 from kdlab.cli import main as cli_main
-from kdlab.distill.trainer import load_state
+from kdlab.models.checkpoints import load_state
 
 pytestmark = pytest.mark.slow
 

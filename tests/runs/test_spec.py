@@ -62,3 +62,46 @@ def test_bad_files(tmp_path):
 
 def test_spec_is_a_pydantic_model_with_forbidden_extras():
     assert ExperimentSpec.model_config["extra"] == "forbid"
+
+
+def test_errors_carry_issues_with_paths_and_choices():
+    from kdlab.distill import METHODS
+    from kdlab.models import MODELS
+
+    with pytest.raises(ConfigError) as err:
+        load_spec({"method": {"name": "kdd"}, "student": {"name": "resnet1000"}, "optim": {"schedule": "cyclic"}})
+    issues = {i.where: i for i in err.value.issues}
+    assert set(issues) == {"method.name", "student.name", "optim.schedule"}
+    assert issues["method.name"].path == ("method", "name") and issues["method.name"].choices == tuple(METHODS.names())
+    assert issues["method.name"].message.startswith("unknown method 'kdd'.")  # the path is not repeated
+    assert issues["student.name"].choices == tuple(MODELS.names())
+    assert issues["optim.schedule"].choices == ("cosine", "step", "none")
+    with pytest.raises(ConfigError) as err:
+        load_spec({"method": {"name": "kd", "params": {"temp": 3, "temperature": -1}}, "optimiser": {},
+                   "data": {"shift": [{"name": "rotate"}, {"name": "spin"}]}, "device": "tpu"})
+    issues = {i.where: i for i in err.value.issues}
+    assert issues["method.params.temp"].choices == ("ce_weight", "kd_weight", "temperature")
+    assert "optimiser" in issues and "optim" in issues["optimiser"].choices
+    assert "rotate" in issues["data.shift.1.name"].choices and "device" in issues
+    with pytest.raises(ConfigError) as err:
+        load_spec({"teacher": None, "method": {"name": "kd"}})
+    assert [i.where for i in err.value.issues] == ["teacher"]
+
+
+def test_validation_issues_serve_any_spec_model():
+    from pydantic import ValidationError
+
+    from kdlab.runs.spec import OptimSpec, validation_issues
+
+    with pytest.raises(ValidationError) as err:
+        OptimSpec(lr=0, name="lbfgs")
+    issues, text = validation_issues(err.value, OptimSpec, title="invalid optimisation")
+    assert text.startswith("invalid optimisation:\n  ") and "lr: Input should be greater than 0" in text
+    assert {i.where: i.choices for i in issues} == {"lr": None, "name": ("sgd", "adam", "adamw")}
+
+
+def test_spec_serialisation_is_unchanged():
+    # digests are cache keys (teacher cache, runs): the default spec must hash as it always did
+    assert ExperimentSpec().digest() == "b0c9d49b7feda88e"
+    assert list(ExperimentSpec().to_dict()["optim"]) == ["name", "lr", "momentum", "weight_decay", "schedule",
+                                                          "epochs", "batch_size", "grad_clip"]

@@ -28,18 +28,18 @@ BAD_NAMES = ["", "..", ".", "../x", "x/../../y", "a/b", "/etc/passwd", "/", "a\x
 
 def test_create_get_list(store):
     rid = store.create_run(tiny_spec(), name="first", tags=["a"])
-    rec = store.get_run(rid, refresh=False)
+    rec = store.get_run(rid)
     assert rec.status == "queued" and rec.name == "first" and rec.tags == ["a"]
     assert rec.spec["data"]["name"] == "mnist5k" and rec.run_dir == store.runs_dir / rid and rec.run_dir.is_dir()
-    df = store.list_runs(refresh=False)
+    df = store.list_runs()
     assert list(df["id"]) == [rid] and df.loc[0, "status"] == "queued" and df.loc[0, "epochs"] == 2
     store.rename_run(rid, "renamed")
     assert store.tag_run(rid, "b", "c", remove=["a"]) == ["b", "c"]
-    assert store.get_run(rid, refresh=False).name == "renamed"
+    assert store.get_run(rid).name == "renamed"
     assert store.resolve(rid[:17]) == rid and store.resolve("renamed") == rid
     second = store.create_run(tiny_spec(), name="second", status="completed")
     assert [r.id for r in store.records(limit=1)] == [second]
-    assert [r.id for r in store.records()] == [second, rid] == list(store.list_runs(refresh=False)["id"])
+    assert [r.id for r in store.records()] == [second, rid] == list(store.list_runs()["id"])
     assert [r.id for r in store.records("queued", limit=5)] == [rid]
     with pytest.raises(UnknownNameError, match="unknown run"):
         store.get_run("no-such-run")
@@ -58,7 +58,7 @@ def test_status_and_logs(store):
     assert store.set_status(rid, "running")
     assert not store.set_status(rid, "completed", expect=("queued",))  # guarded transition
     assert store.set_status(rid, "failed", error="boom", traceback="Traceback ...", expect=("running",))
-    rec = store.get_run(rid, refresh=False)
+    rec = store.get_run(rid)
     assert rec.status == "failed" and rec.error == "boom" and rec.finished >= rec.started
     store.log(rid, "hello", "warning")
     logs = store.logs(rid)
@@ -76,7 +76,7 @@ def test_delete_run(store):
         store.delete_run(rid)
     store.set_status(rid, "cancelled")
     store.delete_run(rid)
-    assert not (store.runs_dir / rid).exists() and store.list_runs(refresh=False).empty
+    assert not (store.runs_dir / rid).exists() and store.list_runs().empty
     assert store.metrics(rid).empty
 
 
@@ -367,7 +367,7 @@ def test_launch_rejects_before_queueing(store):
     # 64 DDP ranks on GPUs: more than the visible GPUs (or no GPU at all) is refused by the local executor
     with pytest.raises(ConfigError, match="resources.processes|device: 'cuda'"):
         launch(tiny_spec(device="cuda", resources={"processes": 64}), store=store)
-    assert store.list_runs(refresh=False).empty
+    assert store.list_runs().empty
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
@@ -401,12 +401,12 @@ def test_resume_refuses_bad_checkpoint(store, damage):
     with pytest.raises(CheckpointError, match="last.pt"):
         RunHandle(store, rid).resume()
     assert last.read_bytes() == before and sorted(p.name for p in last.parent.iterdir()) == files
-    assert store.get_run(rid, refresh=False).status == "interrupted"
+    assert store.get_run(rid).status == "interrupted"
     # the worker refuses too (e.g. the file was damaged after resume was accepted): failed, nothing overwritten
     store.update_run(rid, resume=True)
     store.set_status(rid, "running")
     assert execute(rid, store.root, own_process=False) == "failed"
-    rec = store.get_run(rid, refresh=False)
+    rec = store.get_run(rid)
     assert rec.status == "failed" and "CheckpointError" in rec.error and "CheckpointError" in rec.traceback
     assert last.read_bytes() == before and sorted(p.name for p in last.parent.iterdir()) == files
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from kdlab.runs.condense import list_snapshots, run_condensation
+from kdlab.jobs.condense import list_snapshots, run_condensation
 from kdlab.runs.store import open_store
 from kdlab.ui.distilled_images import DistilledImagesPage, DistilledImagesWidget, neighbours
 

@@ -1,9 +1,13 @@
 """Forms from the registries, validation messages mapped to fields, both launcher faces."""
 from __future__ import annotations
 
+from dataclasses import fields, replace
+
 import pytest
 
 from kdlab.distill import METHODS
+from kdlab.errors import ConfigError, Issue
+from kdlab.runs.spec import load_spec
 from kdlab.ui import forms
 
 
@@ -40,8 +44,57 @@ def test_validation_messages_land_on_their_fields():
     assert spec is None
     assert "outside [0.05, 100.0]" in errors["method.params.temperature"]
     assert "greater than or equal to 1" in errors["optim.epochs"]
-    assert forms.error_map("invalid experiment spec:\n  data: name: unknown dataset 'x'. Valid: digits",
-                           {"data": None}) == {"data": "name: unknown dataset 'x'. Valid: digits"} or True
+    error = ConfigError("invalid experiment spec:\n  data: name: unknown dataset 'x'. Valid: digits",
+                        issues=[Issue(("data", "name"), "unknown dataset 'x'. Valid: digits", ("digits",))])
+    assert forms.error_map(error, {"data": None}) == {"data": "name: unknown dataset 'x'. Valid: digits"}
+    assert forms.error_map(error) == {"data.name": "unknown dataset 'x'. Valid: digits"}
+    assert forms.error_map(ConfigError("executor: no GPU"), {"data": None}) == {"": "executor: no GPU"}
+
+
+def test_every_issue_of_a_bad_spec_lands_on_its_widget():
+    state = forms.FormState()
+    spec = state.to_spec()
+    spec["method"]["name"] = "kdd"  # unknown name: on the method select, keeping the "name:" path
+    spec["student"]["params"]["width"] = 0  # a declared parameter out of range
+    spec["optim"].update(momentum=1.5, name="lbfgs")  # optimisation fields (from OPTIM)
+    spec["teacher"]["optim"]["epochs"] = 0
+    with pytest.raises(ConfigError) as err:
+        load_spec(spec)
+    paths = {i.where for i in err.value.issues}
+    assert paths == {"method.name", "student.params.width", "optim.momentum", "optim.name", "teacher.optim.epochs"}
+    widgets = {**state.all_fields(), **dict.fromkeys(forms.SECTIONS)}  # what both launchers render
+    errors = forms.error_map(err.value, widgets)
+    assert set(errors) == {"method", "student.params.width", "optim.momentum", "optim.name", "teacher.optim.epochs"}
+    assert errors["method"].startswith("name: unknown method 'kdd'. Did you mean 'kd'")
+    assert "outside" in errors["student.params.width"] and "less than 1" in errors["optim.momentum"]
+    assert "'sgd', 'adam' or 'adamw'" in errors["optim.name"]
+    assert "greater than or equal to 1" in errors["teacher.optim.epochs"]
+
+
+def test_one_optim_declaration_serves_spec_trainer_and_form(monkeypatch):
+    from kdlab.distill.optim import OPTIM
+    from kdlab.distill.trainer import TrainConfig
+    from kdlab.runs.spec import OptimSpec, params_model
+
+    trainer = {f.metadata["optim"]: f.name for f in fields(TrainConfig) if "optim" in f.metadata}
+    form = {f.path.removeprefix("optim."): f for f in forms.optim_fields() if f.path.startswith("optim.")}
+    assert list(OptimSpec.model_fields) == list(OPTIM) == list(form) and set(trainer) == set(OPTIM)
+    # OptimSpec is exactly the model built from the declaration (types, defaults, bounds, docs)
+    built = params_model("OptimSpec", OPTIM, OptimSpec.__doc__)
+    assert built.model_json_schema() == OptimSpec.model_json_schema()
+    config = TrainConfig()
+    for key, p in OPTIM.items():
+        assert OptimSpec.model_fields[key].default == p.default == getattr(config, trainer[key])
+        f = form[key]
+        assert (f.low, f.high, f.doc, f.choices) == (p.low, p.high, p.doc, p.choices)
+        assert f.default == forms.OPTIM_DEFAULTS.get(key, p.default)  # the launcher shortens epochs
+    # a default changed in the declaration (monkeypatch undoes it) reaches all three
+    monkeypatch.setitem(OPTIM, "momentum", replace(OPTIM["momentum"], default=0.5, high=0.8))
+    assert params_model("OptimSpec", OPTIM, "").model_fields["momentum"].default == 0.5
+    assert TrainConfig().momentum == 0.5
+    assert {f.path: f for f in forms.optim_fields()}["optim.momentum"].default == 0.5
+    with pytest.raises(ConfigError, match="momentum: 0.9 is outside"):
+        TrainConfig(momentum=0.9)
 
 
 def test_coerce_lists_and_optionals():

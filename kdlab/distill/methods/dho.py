@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdlab.distill.base import Distiller, TeacherOutput, chosen_layers, register_method
+from kdlab.distill.base import Distiller, TeacherOutput, register_method
 from kdlab.distill.functional import kl_div
-from kdlab.distill.taps import feature_shapes
 from kdlab.errors import ConfigError
+from kdlab.models.taps import chosen_layers, feature_shapes
 from kdlab.registry import Param
 
 

@@ -5,7 +5,7 @@ the spirit of Zhang et al., "FreeKD: Knowledge Distillation via Semantic Frequen
 which also distils frequency bands of features separately).
 
 ``target="logits"`` (default, any student): the images are split by a radial FFT mask at ``cutoff`` (fraction
-of Nyquist, ``kdlab.analysis.frequency``) into x_low + x_high = x, and
+of Nyquist, ``kdlab.fourier``) into x_low + x_high = x, and
 
     L = ce_weight * CE(s(x), y) + kd_weight * KD(s(x), t(x)) + low_weight * KD(s(x_low), t(x_low))
         + high_weight * KD(s(x_high), t(x_high)),   KD = T^2 KL(p_t^T || p_s^T).
@@ -24,10 +24,10 @@ from typing import Any
 
 import torch
 
-from kdlab.analysis.frequency import low_pass, low_pass_mask
 from kdlab.distill.base import CE_WEIGHT, LAYERS, Distiller, TeacherOutput, register_method
 from kdlab.distill.functional import kl_div
 from kdlab.distill.methods.spatial import require_spatial
+from kdlab.fourier import low_pass, low_pass_mask
 from kdlab.registry import Param
 
 TARGETS = ("logits", "features")

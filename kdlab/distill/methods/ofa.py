@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdlab.distill.base import CE_WEIGHT, Distiller, TeacherOutput, chosen_layers, register_method
-from kdlab.distill.taps import feature_shapes
+from kdlab.distill.base import CE_WEIGHT, Distiller, TeacherOutput, register_method
+from kdlab.models.taps import chosen_layers, feature_shapes
 from kdlab.registry import Param
 
 

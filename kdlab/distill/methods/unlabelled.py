@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from kdlab.data.api import load
 from kdlab.data.base import ArrayDataset
 from kdlab.distill.base import Distiller
 from kdlab.errors import ConfigError
@@ -36,8 +37,6 @@ class SemiSupervised(Distiller):
         self._pool: torch.Tensor | None = None
         self._pool_cache: torch.Tensor | None = None  # per-pool-image teacher targets, filled on first use
         if params.get("unlabelled"):
-            from kdlab.data.api import load
-
             data = load(params["unlabelled"], split="train", **(params.get("unlabelled_params") or {}))
             self.use_unlabelled(data)
 

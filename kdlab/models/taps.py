@@ -1,4 +1,5 @@
-"""Feature taps: capture named submodule outputs of any ``nn.Module`` without editing ``forward``."""
+"""Feature taps: capture named submodule outputs of any ``nn.Module`` without editing ``forward``, and the
+tap paths a zoo model declares (``declared_layers``, ``chosen_layers``)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -6,7 +7,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from kdlab.errors import unknown
+from kdlab.errors import ConfigError, unknown
 
 
 def resolve(model: nn.Module, paths: Iterable[str]) -> dict[str, nn.Module]:
@@ -18,6 +19,21 @@ def resolve(model: nn.Module, paths: Iterable[str]) -> dict[str, nn.Module]:
             raise unknown("tap path", p, [n for n in modules if n], where=type(model).__name__)
         out[p] = modules[p]
     return out
+
+
+def declared_layers(model: nn.Module, kind: str = "stages") -> list[str]:
+    """The tap paths a zoo model declares (``kdlab_taps``), e.g. its stages or its embedding layer."""
+    taps = getattr(model, "kdlab_taps", None)
+    if not taps or kind not in taps:
+        raise ConfigError(f"{type(model).__name__} declares no {kind!r} taps: pass teacher_layers/"
+                          "student_layers with paths from model.named_modules()")
+    value = taps[kind]
+    return [value] if isinstance(value, str) else list(value)
+
+
+def chosen_layers(model: nn.Module, layers: Sequence[str] | None, kind: str = "stages") -> list[str]:
+    """``layers`` when given, else the ``kind`` taps that ``model`` declares."""
+    return list(layers) if layers else declared_layers(model, kind)
 
 
 def _first_tensor(output: object) -> torch.Tensor:

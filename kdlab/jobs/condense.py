@@ -1,10 +1,10 @@
-"""Run a dataset-distillation spec (``task: condense``) end to end and leave its files in the run folder.
+"""The ``condense`` job: a dataset-distillation spec (``task: condense``) run end to end, its files in the run folder.
 
 Progress (loss and time per iteration) goes to the store as step metrics; snapshots of the synthetic set
 go to ``snapshots/it<NNNNNN>.npz`` every ``snapshot_every`` iterations (for the viewer's slider); the final
 set to ``artifacts/synthetic.npz`` and ``artifacts/synthetic_grid.png``; the evaluation (one row per
 network) to ``artifacts/condense_eval.json``; the summary to ``results.json`` (test accuracy as the
-student's, so run tables and reports read it like any run).
+student's, so run tables and reports read it like any run). A resumed run starts over (snapshots are replaced).
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import pandas as pd
 from kdlab.condense import CondenseConfig, EvalConfig, SyntheticSet, condense, evaluate_sets, summarize
 from kdlab.errors import ConfigError
 from kdlab.runs.artifacts import RESULTS_FILE
+from kdlab.runs.job import Job, JobContext, register_job
 from kdlab.runs.spec import load_spec
 
 SNAPSHOT_DIR = "snapshots"
@@ -44,58 +45,69 @@ class CondenseResult:
 
 
 class _Progress:
-    """Buffers per-iteration metrics into the store (a commit every ``flush_every_s``) and writes snapshots."""
+    """Per-iteration metrics (buffered, a commit every ``flush_every_s``), job progress and snapshots."""
 
-    def __init__(self, store: Any, run_id: str | None, run_dir: Path | None, flush_every_s: float = 2.0):
-        self.store, self.run_id, self.run_dir = store, run_id, run_dir
-        self.rows: list[tuple[Any, ...]] = []
-        self.events: list[tuple[str, str]] = []
+    def __init__(self, ctx: JobContext, iterations: int, flush_every_s: float = 2.0):
+        self.ctx, self.iterations = ctx, iterations
+        self.rows: list[tuple[int, dict[str, float]]] = []
         self.flush_every_s, self.last = flush_every_s, time.monotonic()
 
     def __call__(self, it: int, metrics: dict[str, float], snapshot: SyntheticSet | None) -> None:
-        now = time.time()
         if it > 0:
-            self.rows += [(it, None, "step", f"condense/{k}", v, now) for k, v in metrics.items()]
-        if snapshot is not None and self.run_dir is not None:
-            snapshot.save(snapshot_path(self.run_dir, it))
-            self.events.append(("info", f"snapshot at iteration {it}"))
+            self.rows.append((it, {f"condense/{k}": v for k, v in metrics.items()}))
+        if snapshot is not None and self.ctx.run_dir is not None:
+            snapshot.save(snapshot_path(self.ctx.run_dir, it))
         if time.monotonic() - self.last > self.flush_every_s or snapshot is not None:
             self.flush()
+            self.ctx.progress(it, self.iterations, f"iteration {it}/{self.iterations}"
+                              + (" (snapshot)" if snapshot is not None else ""))
 
     def flush(self) -> None:
-        if self.store is not None and self.run_id is not None and (self.rows or self.events):
-            self.store.add_metrics(self.run_id, self.rows, self.events)
-        self.rows, self.events, self.last = [], [], time.monotonic()
-
-    def log(self, message: str) -> None:
-        self.events.append(("info", message))
-        self.flush()
+        for it, values in self.rows:
+            self.ctx.metrics(it, values)
+        self.rows, self.last = [], time.monotonic()
 
 
 def run_condensation(source: Any, run_dir: str | os.PathLike[str] | None = None, store: Any = None,
                      run_id: str | None = None) -> CondenseResult:
     """Distil the spec's training split, evaluate the set on its test split, write the run folder's files.
 
-    ``store``/``run_id``: where progress metrics go (the worker passes them); without, it runs quietly.
+    ``store``/``run_id``: where progress and metrics go (the worker passes them); without, it runs quietly.
     The work runs on the CPU (whatever ``device`` says).
     """
+    spec = load_spec(source)
+    return _condense(JobContext(spec, Path(run_dir) if run_dir is not None else None, "cpu", store, run_id))
+
+
+@register_job("condense")
+class CondenseJob(Job):
+    """Dataset distillation (DM, DataDAM, DC/DSA, FYI, herding, random) of a spec with ``task: condense``."""
+
+    def run(self, ctx: JobContext) -> dict[str, float]:
+        return _condense(ctx).summary
+
+    def read(self, run_dir: str | os.PathLike[str]) -> SyntheticSet | None:
+        return load_synthetic(run_dir)
+
+
+def _condense(ctx: JobContext) -> CondenseResult:
     from kdlab.runs.experiment import environment, load_splits
 
-    spec = load_spec(source)
+    spec, run_dir = ctx.spec, ctx.run_dir
     if spec.task != "condense" or spec.condense is None:
         raise ConfigError(f"task: run_condensation needs a spec with task: condense, got {spec.task!r}")
-    run_dir = Path(run_dir) if run_dir is not None else None
     if run_dir is not None:
         shutil.rmtree(run_dir / SNAPSHOT_DIR, ignore_errors=True)  # an earlier attempt's snapshots
     splits = load_splits(spec)
     cfg = CondenseConfig(**spec.condense.params, seed=spec.seed)
     ev = EvalConfig(**spec.condense.evaluation, seed=spec.seed)
-    progress = _Progress(store, run_id, run_dir)
-    progress.log(f"condensing {spec.data.name} ({len(splits.train)} images) with {cfg.method}, IPC {cfg.ipc}, "
-                 f"{cfg.iterations} iterations")
+    progress = _Progress(ctx, cfg.iterations)
+    ctx.log(f"condensing {spec.data.name} ({len(splits.train)} images) with {cfg.method}, IPC {cfg.ipc}, "
+            f"{cfg.iterations} iterations")
     syn = condense(splits.train, cfg, progress=progress)
     progress.flush()
-    progress.log(f"evaluating: {ev.n_nets} x {', '.join(ev.models)} trained {ev.epochs} epochs on the set")
+    ctx.progress(cfg.iterations, cfg.iterations + 1, f"evaluating: {ev.n_nets} x {', '.join(ev.models)} trained "
+                 f"{ev.epochs} epochs on the set")
     rows = evaluate_sets({"final": syn}, splits.test, ev)
     table = summarize(rows)
     summary: dict[str, float] = {"test/acc": float(table["mean"].iloc[0]), "test/acc_std": float(table["std"].iloc[0]),
@@ -118,7 +130,8 @@ def run_condensation(source: Any, run_dir: str | os.PathLike[str] | None = None,
         tmp = run_dir / f"{RESULTS_FILE}.tmp"
         tmp.write_text(json.dumps(result, indent=2, default=str))
         os.replace(tmp, run_dir / RESULTS_FILE)
-    progress.log("evaluation: " + ", ".join(f"{m} {r['mean']:.2%} +- {r['std']:.2%}" for m, r in table.iterrows()))
+    ctx.progress(1, 1, "evaluation: " + ", ".join(f"{m} {r['mean']:.2%} +- {r['std']:.2%}"
+                                                  for m, r in table.iterrows()))
     return CondenseResult(syn, rows, summary)
 
 
