@@ -81,6 +81,25 @@ def cmd_methods(_args: argparse.Namespace) -> None:
     _print_frame(list_methods().set_index("name"))
 
 
+def cmd_jobs(args: argparse.Namespace) -> None:
+    from kdlab.runs.job import get_job, list_jobs
+
+    if args.kind:
+        job = get_job(args.kind)
+        print(f"{job.name}: {(type(job).__doc__ or '').strip()}")
+        rows = [{"param": k, **p.describe()} for k, p in job.params.items()]
+        if rows:
+            import pandas as pd
+
+            _print_frame(pd.DataFrame(rows).set_index("param")[["type", "default", "low", "high", "choices", "doc"]])
+        else:
+            print("(its spec is an experiment spec: see the README)")
+        return
+    import pandas as pd
+
+    _print_frame(pd.DataFrame(list_jobs()).set_index("name"))
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from kdlab.ui.dashboard import serve
 
@@ -104,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list the model zoo").set_defaults(fn=cmd_models)
     sub.add_parser("datasets", help="list the datasets").set_defaults(fn=cmd_datasets)
     sub.add_parser("methods", help="list the distillation methods").set_defaults(fn=cmd_methods)
+    j = sub.add_parser("jobs", help="list the job kinds (or one kind's parameters); `kdlab launch` runs any of them")
+    j.add_argument("kind", nargs="?", help="show this kind's declared parameters")
+    j.set_defaults(fn=cmd_jobs)
     sv = sub.add_parser("serve", help="serve the Panel dashboard (localhost by default)")
     sv.add_argument("--port", type=int, default=5006)
     sv.add_argument("--address", default="127.0.0.1", help="interface to bind (default: localhost only)")

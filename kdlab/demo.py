@@ -54,6 +54,12 @@ def follow(handles: Mapping[str, RunHandle], stream: TextIO | None = None, poll_
             if label in status:
                 continue
             rec = h.store.get_run(h.id)
+            if rec.status in TERMINAL:
+                status[label] = rec.status
+                if label in bars:
+                    bars.pop(label).close()
+                print(f"[{label}] {rec.status}" + (f": {rec.error}" if rec.error else ""), file=stream, flush=True)
+                continue
             p = h.store.progress(h.id)
             msg = p.message if rec.status == "running" and p.total else rec.status
             if tty:
@@ -61,13 +67,6 @@ def follow(handles: Mapping[str, RunHandle], stream: TextIO | None = None, poll_
             elif msg != said.get(label):
                 print(f"[{label}] {msg}", file=stream, flush=True)
             said[label] = msg
-            if rec.status in TERMINAL:
-                status[label] = rec.status
-                if label in bars:
-                    bars.pop(label).close()
-                if tty or msg != rec.status:
-                    print(f"[{label}] {rec.status}" + (f": {rec.error}" if rec.error else ""), file=stream,
-                          flush=True)
         if len(status) == len(handles):
             return status
         handles[next(iter(handles))].store.refresh()  # a worker killed outright shows as interrupted

@@ -119,7 +119,7 @@ class Trainer:
 
     def __init__(self, distiller: Distiller, config: TrainConfig | None = None,
                  callbacks: Sequence[Callback] = (), checkpoint_dir: str | Path | None = None):
-        from accelerate import Accelerator  # lazy: only a Trainer needs it (and its imports)
+        from accelerate import Accelerator  # lazy: only a Trainer needs accelerate (~50 ms to import)
 
         self.config = config or TrainConfig()
         device = pick_device(self.config.device)

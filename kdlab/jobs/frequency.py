@@ -85,18 +85,18 @@ class FrequencyJob(Job):
         if art.bands is None:
             ctx.progress(done, total, "band accuracy")
             art.bands = band_curves(models, x, y, CUTOFFS, reference="teacher")
-            art.save(ctx.run_dir)
+            FrequencyArtifacts(bands=art.bands).save(ctx.run_dir)  # each part is written once, when done
         done += 1
         for name, model in models.items() if n_maps else ():
             if name not in art.heatmaps:
                 ctx.progress(done, total, f"Fourier heat map: {name}")
                 art.heatmaps[name] = fourier_heatmap(model, x[:n_maps], y[:n_maps], eps=float(p["eps"]))
-                art.save(ctx.run_dir)
+                FrequencyArtifacts(heatmaps=art.heatmaps).save(ctx.run_dir)
             done += 1
         if art.spectra is None:
             ctx.progress(done, total, "feature spectra")
             art.spectra = feature_spectra(models, x[: min(n, 256)])
-            art.save(ctx.run_dir)
+            FrequencyArtifacts(spectra=art.spectra).save(ctx.run_dir)
         ctx.progress(total, total, "done")
         low = art.bands[(art.bands["filter"] == "low")]
         out = {f"low_pass_acc/{m}": float(g.sort_values("cutoff")["acc"].iloc[len(g) // 2])

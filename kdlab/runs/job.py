@@ -10,6 +10,7 @@ built-in kinds live in ``kdlab.jobs``, imported by name on first use, so this la
 from __future__ import annotations
 
 import importlib
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from kdlab.registry import Param, Registry
 
 JOBS = Registry("job kind")
 KIND_MODULES = ("kdlab.jobs",)  # imported on first look-up: their import registers the built-in kinds
+PLUGINS_ENV = "KDLAB_JOB_MODULES"  # comma-separated modules of the user's own kinds (workers import them too)
 SPEC_KINDS = ("train", "condense")  # kinds whose spec is an ExperimentSpec (``task: distill | condense``)
 PROGRESS = "progress"  # the metric kind of progress rows (keys ``progress/done``, ``progress/total``)
 _loaded: list[bool] = []
@@ -66,10 +68,15 @@ def register_job(name: str, **tags: Any) -> Any:
 
 
 def load_kinds() -> None:
-    """Import the modules that register the built-in kinds (once)."""
+    """Import the modules that register the built-in kinds and those named by ``KDLAB_JOB_MODULES`` (once; a
+    launch passes ``KDLAB_*`` variables on to its workers, so they see the same kinds)."""
     if not _loaded:
-        for module in KIND_MODULES:
-            importlib.import_module(module)
+        extra = [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
+        for module in (*KIND_MODULES, *extra):
+            try:
+                importlib.import_module(module)
+            except ImportError as e:
+                raise ConfigError(f"{PLUGINS_ENV}: cannot import job module {module!r}: {e}") from e
         _loaded.append(True)
 
 

@@ -274,7 +274,8 @@ def validation_issues(err: ValidationError, model: type[BaseModel] | None = None
             msg = "unknown field"
         elif e["type"] == "literal_error":
             msg = f"{e['input']!r} is not valid; {e['msg'].lower()}"
-        lines.append(f"{'.'.join(str(p) for p in loc) or '(spec)'}: {msg}")
+        where = ".".join(str(p) for p in loc)
+        lines.append(f"{where}: {msg}" if where else msg)  # a model-level kdlab error names its own path
         cause = (e.get("ctx") or {}).get("error")
         inner = cause.issues if isinstance(cause, KdlabError) else ()
         if inner:
@@ -335,11 +336,12 @@ class JobSpec(_Strict):
         from kdlab.runs.job import check_kind_params, get_job
 
         try:
+            job = get_job(self.kind, where="kind")
             self.__dict__["params"] = check_kind_params(self.kind, self.params)
             if not self.name:
-                self.__dict__["name"] = get_job(self.kind).title(self.params)
+                self.__dict__["name"] = job.title(self.params)
         except KdlabError as e:
-            raise ValueError(str(e)) from None
+            raise ConfigError(str(e), issues=e.issues) from None
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -367,4 +369,5 @@ def load_job(source: str | Path | dict[str, Any] | ExperimentSpec | JobSpec) -> 
     try:
         return JobSpec.model_validate(source)
     except ValidationError as e:
-        raise ConfigError(_format(e).replace("experiment spec", f"{kind} job spec", 1)) from None
+        issues, text = validation_issues(e, JobSpec, title=f"invalid {kind} job spec")
+        raise ConfigError(text, issues=issues) from None

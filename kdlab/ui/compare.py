@@ -157,6 +157,8 @@ class ComparePage(param.Parameterized):
             self.empty.object = f"None of the picked runs logged **{self.key}** yet: pick another metric or other runs."
         shown = fig is not None and bool(fig.data)
         self.plot.visible, self.empty.visible = shown, not shown
+        if not self.exporter.running:
+            self.export_button.disabled = not self.runs  # nothing to export until runs are picked
 
     def export(self, path: str | Path | None = None) -> cf.Future | None:
         """Build the report of the compared runs in a thread; the download appears when it is done."""
@@ -177,8 +179,8 @@ class ComparePage(param.Parameterized):
         if not ex.future.done():
             self.export_status.object = f"building report: {ex.stage}"
             return
-        if self.export_button.disabled:  # first tick after it finished
-            self.export_button.disabled, self.progress.visible = False, False
+        if self.progress.visible:  # first tick after it finished
+            self.export_button.disabled, self.progress.visible = not self.runs, False
             err = ex.future.exception()
             if err is not None:
                 self.export_status.object = f"report failed: {err}"

@@ -36,6 +36,7 @@ class RunDetail(param.Parameterized):
         self.cancel_button.on_click(lambda _e: self.cancel())
         self.resume_button.on_click(lambda _e: self.resume())
         self.message = pn.pane.Alert("", alert_type="light", visible=False)
+        self.body = pn.Row(pn.Column(self.config, self.artifacts, width=420), self.plot, sizing_mode="stretch_width")
         self.status: str | None = None
         self.refresh_options()
         self._show()
@@ -62,7 +63,7 @@ class RunDetail(param.Parameterized):
             self.config.object = self.artifacts.object = ""
             self.empty.object = ("Pick a run above to see its config, curves and artifacts." if self.picker.options
                                  else "No runs yet: launch one on the **Runs** page; it can be inspected here.")
-            self.empty.visible, self.plot.visible = True, False
+            self.empty.visible, self.plot.visible, self.body.visible = True, False, False
             self._actions(None)
             return
         rec = self.store.get_run(self.run_id)
@@ -82,7 +83,7 @@ class RunDetail(param.Parameterized):
             self.plot.object = fig
         else:
             self.empty.object = empty_message(rec.status)
-        self.empty.visible, self.plot.visible = not len(metrics), bool(len(metrics))
+        self.empty.visible, self.plot.visible, self.body.visible = not len(metrics), bool(len(metrics)), True
         self._actions(rec.status)
         names = self.store.artifacts(self.run_id)
         folder = self.store.run_dir(self.run_id)
@@ -127,10 +128,7 @@ class RunDetail(param.Parameterized):
 
     def panel(self) -> pn.viewable.Viewable:
         return pn.Column(self.picker, self.header, pn.Row(self.cancel_button, self.resume_button), self.message,
-                         pn.Row(pn.Column(self.config, self.artifacts, width=420),
-                                pn.Column(self.empty, self.plot, sizing_mode="stretch_width"),
-                                sizing_mode="stretch_width"),
-                         sizing_mode="stretch_width")
+                         self.empty, self.body, sizing_mode="stretch_width")
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self.panel()

@@ -153,12 +153,12 @@ class LiveCurves(param.Parameterized):
         if self.run_id is None:
             self.status, self.points = "", 0
             self.info.object = "no run selected"
-            self.log_title.visible = self.logs_pane.visible = False
+            self.info.visible = self.log_title.visible = self.logs_pane.visible = False  # the empty state says it
             self._actions(None)
             self._draw(None)
             return 0
         n = self.poller.poll()
-        self.log_title.visible = self.logs_pane.visible = True
+        self.info.visible = self.log_title.visible = self.logs_pane.visible = True
         logs = self.store.logs(self.run_id, since_seq=self._log_seq)
         if len(logs):
             self._log_seq = int(logs["seq"].max())

@@ -13,10 +13,10 @@ import param
 
 from kdlab.runs.store import STATUSES, Store
 
-COLUMNS = ["id", "name", "status", "epoch", "method", "models", "data", "test_acc", "tags", "created"]
-# the runs table shares its row with the live curves: about 600 px at a 1280 px wide window, so the columns
-# are the ones that tell runs apart, in short forms (the run detail page has the rest); the id stays in the
-# table's value (selection, clicks) but is not shown
+COLUMNS = ["id", "name", "status", "epoch", "method", "test_acc", "created", "tags", "models", "data"]
+# the runs table shares its row with the live curves (about 600 px at a 1280 px wide window): short forms,
+# most telling columns first; columns that do not fit are left out whole from the right (never cut), the run
+# detail page shows everything. The id stays in the table's value (selection, clicks) but is not shown.
 HIDDEN = ["id"]
 TITLES = {"name": "run", "epoch": "epoch", "models": "teacher → student", "test_acc": "test acc"}
 
@@ -75,6 +75,7 @@ class RunsTable(param.Parameterized):
         self.table = pn.widgets.Tabulator(table_frame(self.all), selectable="checkbox", pagination="remote",
                                           page_size=15, show_index=False, disabled=True, height=470,
                                           layout="fit_data_stretch", hidden_columns=HIDDEN, titles=TITLES,
+                                          configuration={"responsiveLayout": "hide"},
                                           sizing_mode="stretch_width", css_classes=["kdlab-runs-table"])
         self.table.param.watch(self._selection, "selection")
         self.table.on_click(self._clicked)
@@ -91,6 +92,7 @@ class RunsTable(param.Parameterized):
         self.tag_input = pn.widgets.TextInput(placeholder="tag", width=120)
         self.tag_add = pn.widgets.Button(name="Tag selected", width=110)
         self.tag_add.on_click(lambda _e: self.tag(self.tag_input.value))
+        self.tag_row = pn.Row(self.tag_input, self.tag_add)
         self._update(force=True)
 
     @param.depends("status_filter", "tag_filter", "text_filter", watch=True)
@@ -113,6 +115,7 @@ class RunsTable(param.Parameterized):
             self.empty.object = "No run matches these filters: clear them to see all runs."
         self.empty.visible = not len(shown)
         self.table.visible = bool(len(shown))
+        self.tag_row.visible = bool(len(self.all))
 
     def refresh(self, reap: bool = True) -> None:
         """Re-read the store (``reap``: notice dead workers and start queued runs first)."""
@@ -148,8 +151,7 @@ class RunsTable(param.Parameterized):
         self.refresh(reap=False)
 
     def panel(self) -> pn.viewable.Viewable:
-        return pn.Column(self.filters, self.empty, self.table, pn.Row(self.tag_input, self.tag_add),
-                         sizing_mode="stretch_width")
+        return pn.Column(self.filters, self.empty, self.table, self.tag_row, sizing_mode="stretch_width")
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self.panel()

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from kdlab.viz.data import as_labels, as_predictions, check_same_length, class_names_for
-from kdlab.viz.theme import GAP, SEQUENTIAL, STUDENT, TEACHER, apply_theme, plotly_text
+from kdlab.viz.theme import GAP, LEGEND_RIGHT, SEQUENTIAL, STUDENT, TEACHER, apply_theme, plotly_text
 
 
 def confusion_counts(preds: Any, labels: Any, num_classes: int | None = None) -> np.ndarray:
@@ -92,4 +92,4 @@ def per_class_gap(teacher: Any, student: Any, labels: Any, class_names: Sequence
     fig.update_yaxes(title_text="teacher - student", zeroline=True, zerolinecolor="#888888", row=2, col=1)
     total_t, total_s = float((pt == y).mean()) if len(y) else np.nan, float((ps == y).mean()) if len(y) else np.nan
     return apply_theme(fig, f"{title} (teacher {total_t:.4f}, student {total_s:.4f})", height=560,
-                       barmode="group")
+                       barmode="group", **LEGEND_RIGHT)

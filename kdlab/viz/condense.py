@@ -55,7 +55,11 @@ def _image_figure(canvas: np.ndarray, title: str, rows: list[str], row_px: int, 
     else:
         fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     height = max(220, min(900, canvas.shape[0] * 2 + 120))
-    return apply_theme(fig, title, height=height, margin=dict(l=70, r=20, t=70 if cols else 50, b=20))
+    # column labels on top (plotly.js slants them when narrow): the title goes above them, whatever their height
+    fig = apply_theme(fig, title, height=height, margin=dict(l=70, r=20, t=70 if cols else 50, b=20))
+    if cols:
+        fig.update_layout(title=dict(yref="paper", y=1.0, yanchor="bottom", automargin=True, pad=dict(b=8)))
+    return fig
 
 
 def class_grid(images: Any, labels: Any, classes: Sequence[str], title: str = "synthetic images per class",

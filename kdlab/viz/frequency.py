@@ -12,12 +12,13 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from kdlab.errors import ConfigError
-from kdlab.viz.theme import SEQUENTIAL, apply_theme, plotly_text, run_colors
+from kdlab.viz.theme import SEQUENTIAL, TITLE_PX, apply_theme, plotly_text, run_colors
 
-BAND_TITLES = {"low": "low-pass filtered inputs (keep radius <= cutoff)",
-               "high": "high-pass filtered inputs (keep radius > cutoff)"}
+# short: two panels side by side in a narrow figure (the x axis title says what the cutoff is)
+BAND_TITLES = {"low": "low-pass filtered inputs", "high": "high-pass filtered inputs"}
 BAND_METRICS = ("acc", "agreement")
 HEATMAP_KINDS = ("error", "change")
+TWO_LINE_TOP = TITLE_PX + 56  # top margin above subplot titles of two lines
 # legend under the plot: above it, it would collide with the subplot titles
 BOTTOM_LEGEND = {"legend": dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0.0),
                  "margin": dict(b=110)}
@@ -73,20 +74,22 @@ def fourier_heatmaps(maps: Mapping[str, Any], kind: str = "error", title: str | 
     z = {n: (maps[n].error if kind == "error" else maps[n].change_normalized) for n in names}
     top = max(float(np.max(v)) for v in z.values()) or 1.0
     fig = make_subplots(rows=1, cols=len(names), horizontal_spacing=0.04,
-                        subplot_titles=[f"{plotly_text(n)} (clean error {maps[n].clean_error:.1%})" for n in names])
+                        subplot_titles=[f"{plotly_text(n)}<br>clean error {maps[n].clean_error:.1%}" for n in names])
     for c, n in enumerate(names, start=1):
         fy, fx = maps[n].frequencies
         fig.add_trace(go.Heatmap(z=z[n], x=fx, y=fy, zmin=0, zmax=top, colorscale=SEQUENTIAL, name=plotly_text(n),
                                  showscale=c == len(names),
                                  colorbar=dict(title=dict(text="error rate" if kind == "error" else "change / max")),
                                  hovertemplate="f_x %{x}, f_y %{y}<br>%{z:.3f}<extra></extra>"), row=1, col=c)
-        fig.update_xaxes(title_text="horizontal frequency", constrain="domain", row=1, col=c)
+        fig.update_xaxes(constrain="domain", row=1, col=c)
         fig.update_yaxes(scaleanchor=f"x{c if c > 1 else ''}", constrain="domain", row=1, col=c)
+    # the axes mean the same in every panel: titled once, on the first (side by side they would run together)
+    fig.update_xaxes(title_text="horizontal frequency", row=1, col=1)
     fig.update_yaxes(title_text="vertical frequency", row=1, col=1)
     eps = maps[names[0]].eps
     head = "Fourier heat map: error rate" if kind == "error" else "Fourier heat map: output change"
     return apply_theme(fig, title or f"{head} (perturbation norm {eps:g}, {maps[names[0]].n_images} images)",
-                       height=380)
+                       height=400, margin=dict(t=TWO_LINE_TOP))
 
 
 def feature_spectra(spectra: pd.DataFrame, title: str = "Feature-map spectral energy") -> go.Figure:
@@ -119,9 +122,9 @@ def graph_energy_bars(table: pd.DataFrame, title: str = "Graph spectral energy o
     models = [str(m) for m in table["model"]]
     colors = run_colors(models, roles={m: "teacher" for m in models if "gcn" in m.lower() or "gnn" in m.lower()
                                        or "sage" in m.lower()})
-    panels = [("high_fraction", "high-frequency share of the energy")]
+    panels = [("high_fraction", "high-frequency share<br>of the energy")]
     if "hf_similarity" in table.columns and table["hf_similarity"].notna().any():
-        panels.append(("hf_similarity", "high-frequency similarity to the teacher"))
+        panels.append(("hf_similarity", "high-frequency similarity<br>to the teacher"))
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[1] for p in panels], horizontal_spacing=0.1)
     for c, (col, _label) in enumerate(panels, start=1):
         err = table[f"{col}_std"] if f"{col}_std" in table.columns else None
@@ -129,4 +132,4 @@ def graph_energy_bars(table: pd.DataFrame, title: str = "Graph spectral energy o
                              error_y=dict(type="data", array=err) if err is not None else None,
                              showlegend=False, name=col,
                              hovertemplate="%{x}<br>%{y:.3f}<extra></extra>"), row=1, col=c)
-    return apply_theme(fig, title, height=380)
+    return apply_theme(fig, title, height=400, margin=dict(t=TWO_LINE_TOP))

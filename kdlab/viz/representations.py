@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from kdlab.errors import ConfigError
-from kdlab.viz.theme import BASELINE, STUDENT, TEACHER, apply_theme, plotly_text, sequence
+from kdlab.viz.theme import BASELINE, LEGEND_RIGHT, STUDENT, TEACHER, apply_theme, plotly_text, sequence
 
 
 def cka_heatmap(df: pd.DataFrame, title: str = "CKA", name_a: str = "teacher", name_b: str = "student",
@@ -92,7 +92,7 @@ def embedding_scatter(teacher: np.ndarray, student: np.ndarray, labels: np.ndarr
             fig.add_trace(go.Scattergl(x=emb[mask, 0], y=emb[mask, 1], mode="markers", name=str(names[key]),
                                        legendgroup=str(key), showlegend=col == 1,
                                        marker=dict(size=5, color=colors[key], opacity=0.75)), row=1, col=col)
-    return apply_theme(fig, title, height=460)
+    return apply_theme(fig, title, height=460, **LEGEND_RIGHT)
 
 
 def agreement_panel(agreement: Any, title: str = "Teacher-student agreement") -> go.Figure:
@@ -112,7 +112,7 @@ def agreement_panel(agreement: Any, title: str = "Teacher-student agreement") ->
     fig.update_yaxes(title_text="ECE", row=1, col=2)
     full = (f"{title}: top-1 agreement {agreement.top1:.3f} · KL(T||S) {agreement.kl:.4f} · "
             f"acc T {agreement.teacher_acc:.3f} / S {agreement.student_acc:.3f}")
-    return apply_theme(fig, full, height=420, barmode="group")
+    return apply_theme(fig, full, height=420, barmode="group", **LEGEND_RIGHT)
 
 
 def student_ranking(df: pd.DataFrame, title: str = "Training-free student ranking",

@@ -63,7 +63,9 @@ def _template() -> go.layout.Template:
     t.layout.xaxis.update(showline=True, linecolor="#BBBBBB", gridcolor="#ECECEC", zeroline=False)
     t.layout.yaxis.update(showline=True, linecolor="#BBBBBB", gridcolor="#ECECEC", zeroline=False)
     t.data.scatter = [go.Scatter(line=dict(width=2), marker=dict(size=6))]
-    t.data.heatmap = [go.Heatmap(colorscale=SEQUENTIAL, colorbar=dict(outlinewidth=0, ticks=""))]
+    # the colour bar's title along its right side: on top, it would sit on the bar's top tick label
+    t.data.heatmap = [go.Heatmap(colorscale=SEQUENTIAL, colorbar=dict(outlinewidth=0, ticks="",
+                                                                     title=dict(side="right")))]
     return t
 
 
@@ -150,6 +152,11 @@ def grid_layout(rows: int, cols: int, titles: Iterable[str] = (), h_space: float
     return json.loads(_grid_json(int(rows), int(cols), tuple(map(str, titles)), float(h_space), float(v_space)))
 
 
+#: a vertical legend right of the plots, from their top down: figures with subplot titles use it (a legend above
+#: the plots would sit on those titles, one below on category tick labels that plotly.js may slant)
+LEGEND_RIGHT: dict = {"legend": dict(orientation="v", x=1.02, xanchor="left", y=1.0, yanchor="top", yref="paper")}
+
+
 def legend_below(height: float, top: float = MARGIN["t"], bottom: float = MARGIN["b"],
                  rows: int = 1) -> dict:
     """Layout updates that put a horizontal legend under the plot area, below its x tick labels and x axis
@@ -190,5 +197,5 @@ def with_alpha(color: str, alpha: float) -> str:
 
 
 __all__ = ["BASELINE", "GAP", "ROLE_COLORS", "SEQUENCE", "STUDENT", "TEACHER", "TEMPLATE_NAME",
-           "apply_theme", "axis_ref", "grid_layout", "legend_below", "plotly_text", "role_color", "role_of", "run_colors", "sequence",
+           "LEGEND_RIGHT", "apply_theme", "axis_ref", "grid_layout", "legend_below", "plotly_text", "role_color", "role_of", "run_colors", "sequence",
            "with_alpha"]

@@ -51,8 +51,12 @@ def ranking_scatter(scores: pd.DataFrame, realised: Mapping[str, float] | pd.Ser
         raise ConfigError("realised: need the accuracy of at least 2 scored sources")
     x, y = df.loc[common, metric].to_numpy(), acc[common].to_numpy()
     tau = float(kendalltau(x, y).statistic)
+    # labels lean into the plot: right of the leftmost third of the points, left of the rightmost third (centred,
+    # the label of an edge point would run over the axis' tick labels)
+    order = np.argsort(np.argsort(x, kind="stable"), kind="stable") / max(len(x) - 1, 1)
+    where = ["top right" if q < 1 / 3 else "top left" if q > 2 / 3 else "top center" for q in order]
     fig = go.Figure(go.Scatter(x=x, y=100 * y, mode="markers+text", text=[plotly_text(s) for s in common],
-                               textposition="top center", marker=dict(size=10, color=STUDENT),
+                               textposition=where, marker=dict(size=10, color=STUDENT),
                                hovertemplate="%{text}<br>score %{x:.4g}<br>accuracy %{y:.1f}%<extra></extra>"))
     fig.update_xaxes(title_text=plotly_text(metric))
     fig.update_yaxes(title_text="accuracy distilling from the source alone (%)")

@@ -1,28 +1,36 @@
-"""notebooks/04_frequency.ipynb executed headless with small parameters (nbclient)."""
+"""notebooks/04_frequency.ipynb executed headless with small parameters (nbclient): a KD run and a vanilla run
+launched into a temporary store, the ``frequency`` job on them and the ``graph_kd`` study, through the widgets."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import importlib.util
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
+from nb_helpers import run_notebook
 
-pytestmark = pytest.mark.slow
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "04_frequency.ipynb"
+pytestmark = [pytest.mark.slow]
+if importlib.util.find_spec("pytest_timeout") is not None:
+    pytestmark.append(pytest.mark.timeout(600))
+
+MODELS = ["frequency-vanilla", "student", "teacher"]  # compared runs are named by their run name
 
 
 def test_frequency_notebook_runs(tmp_path):
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    cell.source = ("n_train = 300\nteacher_epochs = 1\nstudent_epochs = 1\nteacher_width = 8\nstudent_width = 4\n"
-                   "n_images = 60\nheatmap_images = 8\neps = 4.0\ngraph_nodes = 200\ngraph_epochs = 20\nseeds = 1\n"
-                   "homophily = 0.8\ngraph_features = 16\ngraph_signal = 0.5\navg_degree = 4.0")
-    nb.cells.append(nbformat.v4.new_code_cell(
-        "import json\nprint('RESULT=' + json.dumps({'models': sorted(art.bands.model.unique()), "
-        "'maps': sorted(art.heatmaps), 'graph': table.model.tolist(), 'n': art.heatmaps['teacher'].n_images}))"))
-    NotebookClient(nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    out = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.get("output_type") == "stream")
-    res = json.loads(out.split("RESULT=", 1)[1])
-    assert res["models"] == ["KD student", "teacher", "vanilla"] and res["maps"] == res["models"]
-    assert res["graph"] == ["GCN teacher", "MLP", "KD-MLP", "FF-G2M-MLP"] and res["n"] == 8
+    res = run_notebook(
+        "04_frequency.ipynb", tmp_path,
+        "{'runs': [kd.status, vanilla.status], 'jobs': [freq.task.status, graph.task.status], "
+        "'compare': freq.task.record.spec['params']['compare'] == [vanilla.id], "
+        "'models': sorted(art.bands.model.unique()), 'maps': sorted(art.heatmaps), "
+        "'n': art.heatmaps['teacher'].n_images, 'filters': sorted(art.bands['filter'].unique()), "
+        "'cutoffs': int(art.bands.cutoff.nunique()), 'spectra': sorted(art.spectra.model.unique()), "
+        "'acc': bool(art.bands.acc.between(0, 1).all()), 'figures': len(freq.out.outputs), "
+        "'graph': table.model.tolist(), 'seeds': table.seeds.tolist(), 'graph_figures': len(graph.out.outputs)}",
+        timeout=300, n_train=300, teacher_epochs=1, student_epochs=1, teacher_width=8, student_width=4,
+        n_images=60, heatmap_images=8, eps=4.0, graph_nodes=200, graph_epochs=20, seeds=1, homophily=0.8,
+        graph_features=16, graph_signal=0.5, avg_degree=4.0, store_path=str(tmp_path / "store"))
+    assert res["runs"] == ["completed", "completed"] and res["jobs"] == ["completed", "completed"], res
+    assert res["compare"], res
+    assert res["models"] == MODELS and res["maps"] == MODELS and res["spectra"] == MODELS and res["n"] == 8, res
+    assert res["filters"] == ["high", "low"] and res["cutoffs"] == 10 and res["acc"], res
+    assert res["figures"] == 4, res  # bands, agreement, heat maps, spectra
+    assert res["graph"] == ["GCN teacher", "MLP", "KD-MLP", "FF-G2M-MLP"] and res["seeds"] == [1] * 4, res
+    assert res["graph_figures"] == 2, res  # energy bars and the mean ± std table

@@ -26,3 +26,14 @@ def wait_for(pred, timeout: float = 30.0, poll: float = 0.02, what: str = "condi
             return out
         time.sleep(poll)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def finished_run(store: Any) -> str:
+    """A completed training run of ``store`` with a small ConvNet teacher (trained here in the foreground)."""
+    from kdlab.runs.experiment import run_experiment
+
+    spec = tiny_spec(name="analysed", teacher={"name": "convnet", "params": {"width": 4, "depth": 2},
+                                                "optim": {"epochs": 1, "batch_size": 64}})
+    rid = store.create_run(spec, status="completed")
+    run_experiment(spec, run_dir=store.run_dir(rid))
+    return rid

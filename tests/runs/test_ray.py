@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from runs_helpers import tiny_spec, wait_for
+from runs_helpers import finished_run, tiny_spec, wait_for
 
 import kdlab
 from kdlab.errors import ConfigError
@@ -58,3 +58,17 @@ def test_ray_failure_and_cancel(cluster, store, tmp_path):
     assert "last.pt is kept" in long.record.error
     with pytest.raises(ConfigError, match="processes"):
         kdlab.launch(tiny_spec(resources={"processes": 2}), executor="ray", store=store)
+
+
+def test_cka_job_gives_the_same_grid_on_ray_and_locally(cluster, store):
+    rid = finished_run(store)
+    params = {"run": rid, "max_samples": 100, "batch_size": 50, "device": "cpu"}
+    on_ray = kdlab.submit("cka", store, executor="ray", **params)
+    local = kdlab.submit("cka", store, **params)
+    for h in (on_ray, local):
+        assert h.wait(timeout=180) == "completed", (h.record.error, h.record.traceback)
+    assert on_ray.record.executor == "ray" and local.record.executor == "local"
+    a, b = on_ray.result().cka, local.result().cka
+    assert list(a.index) == list(b.index) == ["features.0", "features.1", "classifier"]
+    assert a.to_numpy().tolist() == b.to_numpy().tolist()  # the same job, bit for bit
+    assert on_ray.progress().fraction == 1.0 and on_ray.record.summary == local.record.summary
