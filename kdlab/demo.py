@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import pandas as pd
 
 from kdlab.runs.background import RunHandle, launch, submit
+from kdlab.runs.scheduler import refresh
 from kdlab.runs.spec import ExperimentSpec, load_spec
 from kdlab.runs.store import TERMINAL, Store, open_store
 
@@ -69,7 +70,7 @@ def follow(handles: Mapping[str, RunHandle], stream: TextIO | None = None, poll_
             said[label] = msg
         if len(status) == len(handles):
             return status
-        handles[next(iter(handles))].store.refresh()  # a worker killed outright shows as interrupted
+        refresh(handles[next(iter(handles))].store)  # a worker killed outright shows as interrupted
         time.sleep(poll_s)
 
 

@@ -7,8 +7,8 @@ and logs into the store (``open_store()``), which UIs read.
 from __future__ import annotations
 
 from kdlab.runs.background import RunHandle, cancel_run, launch, resume_run, submit
-from kdlab.runs.job import JOBS, Job, JobContext, get_job, list_jobs, register_job
 from kdlab.runs.executors import EXECUTORS, Executor, LocalExecutor, get_executor, register_executor
+from kdlab.runs.job import JOBS, Job, JobContext, get_job, list_jobs, register_job
 from kdlab.runs.store import STATUSES, RunRecord, Store, StoreCallback, StoreError, open_store
 
 __all__ = [

@@ -1,17 +1,12 @@
 """Background execution: ``launch`` a spec, watch it through a ``RunHandle``, cancel and resume it.
 
-There is no daemon, and reading the store never starts work. The queue moves in three places only: ``launch``
-(and ``resume``), a finishing worker (and the launching process's reaper thread), and an explicit
-``Store.refresh()`` (the dashboard's tick, ``RunHandle.wait``). ``refresh`` marks runs whose worker died without
-writing as ``interrupted`` (or ``cancelled`` when a cancel was asked for) and claims queued runs into free
-slots (claims are atomic transactions, so two processes never start the same run or exceed the limit).
-``RunHandle.status`` and ``kdlab runs``/``status`` only ``reconcile`` (notice dead workers; start nothing).
+Reading the store never starts work: scheduling (the queue, dead workers) is ``kdlab.runs.scheduler``'s, and
+happens at ``launch``/``resume``, at a worker's exit and in an explicit ``refresh(store)``.
 """
 from __future__ import annotations
 
 import os
 import time
-import traceback
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,66 +14,13 @@ from typing import Any
 import pandas as pd
 
 from kdlab.errors import CheckpointError, ConfigError
-from kdlab.runs.executors import checkpoint_note, get_executor, log_tail
+from kdlab.runs.executors import checkpoint_note, get_executor
 from kdlab.runs.job import Progress, get_job, kind_of
+from kdlab.runs.scheduler import mark_gone, reconcile, refresh, start_queued
 from kdlab.runs.spec import ExperimentSpec, JobSpec, load_job
 from kdlab.runs.store import ACTIVE, TERMINAL, RunRecord, Store, open_store
 
 CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "epoch", "global_step")
-
-
-# ------------------------------------------------------------------------------------------ scheduling
-
-def mark_gone(store: Store, run: RunRecord, reason: str, returncode: int | None = None) -> bool:
-    """Record that ``run``'s worker ended without writing a result (guarded: only if still that attempt)."""
-    if run.cancel_requested:
-        status = "cancelled"
-    elif returncode is not None and returncode > 0:
-        status = "failed"
-    else:
-        status = "interrupted"
-    error = f"{reason}; {checkpoint_note(run)}"
-    tail = log_tail(run)
-    tb = f"last lines of {run.run_dir}/worker.log:\n{tail}" if tail else None
-    return store.set_status(run.id, status, error=error, traceback=tb, expect=("running",), attempt=run.attempt)
-
-
-def reconcile(store: Store) -> None:
-    """Mark running runs whose worker is gone (see ``Executor.alive``)."""
-    for run in store.records("running"):
-        try:
-            ex = get_executor(run.executor)
-        except KeyError:
-            continue  # an executor this process does not know (a plugin not imported here)
-        alive, reason = ex.alive(store, run)
-        if alive is False:
-            mark_gone(store, run, reason)
-
-
-def start_queued(store: Store) -> list[str]:
-    """Start queued runs while their executor has free slots; returns the ids started."""
-    started = []
-    names = {r["executor"] for r in store._read("SELECT DISTINCT executor FROM runs WHERE status = 'queued'")}
-    for name in sorted(names):
-        try:
-            ex = get_executor(name)
-        except KeyError:
-            continue
-        limit = ex.max_concurrent(store)
-        while (run := store.claim_next(name, limit)) is not None:
-            try:
-                ex.start(store, run)
-                started.append(run.id)
-            except Exception as e:
-                store.set_status(run.id, "failed", error=f"could not start the worker: {type(e).__name__}: {e}",
-                                 traceback=traceback.format_exc(), expect=("running",))
-    return started
-
-
-def refresh(store: Store) -> None:
-    """Reconcile dead workers, then fill free slots from the queue."""
-    reconcile(store)
-    start_queued(store)
 
 
 # ------------------------------------------------------------------------------------------ actions
@@ -207,7 +149,7 @@ class RunHandle:
     @property
     def record(self) -> RunRecord:
         """The run's full record (reconciled first: a dead worker shows as interrupted; nothing is started)."""
-        self.store.reconcile()
+        reconcile(self.store)
         return self.store.get_run(self.id)
 
     @property
@@ -258,7 +200,7 @@ class RunHandle:
         """Block until the run ends (or ``timeout`` seconds pass: TimeoutError); returns the final status."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            self.store.refresh()
+            refresh(self.store)
             status = self.store.get_run(self.id).status
             if status in TERMINAL:
                 return status

@@ -10,6 +10,9 @@ import datetime as dt
 import time
 from typing import Any
 
+from kdlab.runs.background import RunHandle
+from kdlab.runs.scheduler import reconcile
+
 
 def _store(args: argparse.Namespace):
     from kdlab.runs.store import open_store
@@ -39,7 +42,7 @@ def cmd_launch(args: argparse.Namespace) -> None:
 
 def cmd_runs(args: argparse.Namespace) -> None:
     store = _store(args)
-    store.reconcile()  # dead workers show as interrupted; nothing is started by listing
+    reconcile(store)  # dead workers show as interrupted; nothing is started by listing
     df = store.list_runs(status=args.status or None)
     if len(df):
         df = df.assign(created=df["created"].dt.tz_convert(None).dt.strftime("%m-%d %H:%M:%S"),
@@ -52,7 +55,7 @@ def cmd_runs(args: argparse.Namespace) -> None:
 
 def cmd_status(args: argparse.Namespace) -> None:
     store = _store(args)
-    store.reconcile()
+    reconcile(store)
     r = store.get_run(store.resolve(args.run))
     print(f"run       {r.id}  ({r.name})\nstatus    {r.status}\nexecutor  {r.executor}  host {r.host or '-'}  "
           f"pid {r.pid or '-'}  device {r.device or '-'}  attempt {r.attempt}")
@@ -75,13 +78,13 @@ def cmd_status(args: argparse.Namespace) -> None:
 
 def cmd_cancel(args: argparse.Namespace) -> None:
     store = _store(args)
-    h = store.handle(store.resolve(args.run))
+    h = RunHandle(store, store.resolve(args.run))
     print(f"{h.id}  {h.cancel(timeout=args.timeout)}")
 
 
 def cmd_resume(args: argparse.Namespace) -> None:
     store = _store(args)
-    h = store.handle(store.resolve(args.run)).resume()
+    h = RunHandle(store, store.resolve(args.run)).resume()
     print(f"{h.id}  {h.status}")
     if args.wait:
         print(h.wait())
@@ -89,7 +92,7 @@ def cmd_resume(args: argparse.Namespace) -> None:
 
 def cmd_logs(args: argparse.Namespace) -> None:
     store = _store(args)
-    h = store.handle(store.resolve(args.run))
+    h = RunHandle(store, store.resolve(args.run))
     if args.output:
         print(h.output(), end="")
         return

@@ -23,7 +23,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -109,8 +108,9 @@ class Executor:
         """How many of this executor's runs may be ``running`` at once (None: no limit here)."""
         return store.max_concurrent
 
-    def start(self, store: Store, run: RunRecord) -> None:
-        """Start the worker of ``run`` (already marked ``running``); must return quickly."""
+    def start(self, store: Store, run: RunRecord) -> subprocess.Popen | None:
+        """Start the worker of ``run`` (already marked ``running``); must return quickly. Returns the worker's
+        process when this process started one (the scheduler then records its end), else None."""
         raise NotImplementedError
 
     def alive(self, store: Store, run: RunRecord) -> tuple[bool | None, str]:
@@ -157,7 +157,7 @@ class LocalExecutor(Executor):
             env.setdefault(var, value)
         return env
 
-    def start(self, store: Store, run: RunRecord) -> None:
+    def start(self, store: Store, run: RunRecord) -> subprocess.Popen:
         assert run.run_dir is not None
         run.run_dir.mkdir(parents=True, exist_ok=True)
         cwd = run.options.get("cwd")
@@ -170,8 +170,7 @@ class LocalExecutor(Executor):
                                     stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
                                     cwd=cwd, env=self.environment(run))
         store.update_run(run.id, pid=proc.pid, pid_start=_create_time(proc.pid), host=hostname())
-        threading.Thread(target=_reap, args=(proc, store.root, run.id, run.attempt), daemon=True,
-                         name=f"kdlab-reap-{run.id}").start()
+        return proc
 
     def alive(self, store: Store, run: RunRecord) -> tuple[bool | None, str]:
         if run.host and run.host != hostname():
@@ -218,23 +217,3 @@ def _create_time(pid: int) -> float | None:
         return psutil.Process(pid).create_time()
     except psutil.Error:
         return None
-
-
-def _reap(proc: subprocess.Popen, root: os.PathLike[str], run_id: str, attempt: int) -> None:
-    """Wait for a worker this process started; record its end if it died without writing, start queued runs."""
-    code = proc.wait()
-    try:
-        from kdlab.runs.background import mark_gone, start_queued
-
-        store = Store(root)
-        run = store.get_run(run_id)
-        if run.status == "running" and run.attempt == attempt and run.pid == proc.pid:
-            if code < 0:
-                reason = f"worker process {proc.pid} was killed by {signal.Signals(-code).name}"
-            else:
-                reason = f"worker process {proc.pid} exited with code {code} without recording a result"
-            mark_gone(store, run, reason, returncode=code)
-        start_queued(store)
-        store.close()
-    except Exception as e:  # never let a reaper thread's error reach the user's process
-        print(f"kdlab: could not record the end of run {run_id}: {e}", file=sys.stderr)

@@ -235,7 +235,7 @@ class RayExecutor(Executor):
 
     def _watch(self) -> None:
         """Heartbeat for submitted tasks, cancel of waiting ones, and the end of tasks that died."""
-        from kdlab.runs.background import mark_gone, start_queued
+        from kdlab.runs.scheduler import mark_gone, start_queued
 
         ray = _ray()
         stores: dict[str, Store] = {}

@@ -43,7 +43,6 @@ from kdlab.runs.job import PROGRESS, Progress, kind_of
 
 if TYPE_CHECKING:
     from kdlab.distill.trainer import Trainer, TrainResult
-    from kdlab.runs.background import RunHandle
     from kdlab.runs.spec import ExperimentSpec, JobSpec
 
 STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
@@ -441,15 +440,11 @@ class Store:
             c.execute("UPDATE runs SET tags = ? WHERE id = ?", (_json(tags), run_id))
         return tags
 
-    def delete_run(self, run_id: str, force: bool = False) -> None:
-        """Remove the run's rows and folder; a queued/running run needs ``force`` (it is cancelled first)."""
+    def delete_run(self, run_id: str) -> None:
+        """Remove the run's rows and folder; a queued or running run must be cancelled first."""
         rec = self.get_run(run_id)
         if rec.status in ACTIVE:
-            if not force:
-                raise ConfigError(f"run {run_id} is {rec.status}; cancel it first or pass force=True")
-            from kdlab.runs.background import cancel_run
-
-            cancel_run(self, run_id)
+            raise ConfigError(f"run {run_id} is {rec.status}; cancel it first (kdlab cancel {run_id})")
         folder = self.run_dir(run_id)
         with self._write() as c:
             for table in ("metrics", "events"):
@@ -566,8 +561,7 @@ class Store:
     def max_concurrent(self, n: int) -> None:
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ConfigError(f"max_concurrent: expected a whole number >= 0 (0 pauses the queue), got {n!r}")
-        self.set_setting("max_concurrent", n)
-        self.refresh()
+        self.set_setting("max_concurrent", n)  # queued runs start at the next refresh (kdlab.runs.scheduler)
 
     # -- metrics ---------------------------------------------------------------------------------
     def add_metrics(self, run_id: str, rows: Iterable[Mapping[str, Any] | Sequence[Any]],
@@ -672,27 +666,6 @@ class Store:
         df = pd.DataFrame([tuple(r) for r in rows], columns=["seq", "time", "level", "message"])
         df["time"] = pd.to_datetime(df["time"].astype("float64"), unit="s", utc=True)
         return df
-
-    # -- liveness & queue ------------------------------------------------------------------------
-    def refresh(self) -> None:
-        """Notice workers that died without writing (-> ``interrupted``) and start queued runs into free
-        slots: the one explicit scheduling call besides launch and a worker's exit (the dashboard's tick makes
-        it). Cheap: two small queries and a pid check per running run."""
-        from kdlab.runs.background import refresh
-
-        refresh(self)
-
-    def reconcile(self) -> None:
-        """Notice workers that died without writing (-> ``interrupted``); starts nothing."""
-        from kdlab.runs.background import reconcile
-
-        reconcile(self)
-
-    def handle(self, run_id: str) -> RunHandle:
-        """A ``RunHandle`` for an existing run (status, metrics, logs, wait, cancel, resume)."""
-        from kdlab.runs.background import RunHandle
-
-        return RunHandle(self, self._known(run_id))
 
 
 def open_store(path: str | os.PathLike[str] | None = None) -> Store:

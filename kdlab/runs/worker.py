@@ -3,8 +3,9 @@
 Runs one stored run (any job kind: ``kdlab.runs.job``) to its end and records it: ``running`` (pid, host,
 device, heartbeat), the job's progress and metrics, then ``completed`` (with a summary), ``failed`` (error and
 traceback) or ``cancelled`` (SIGTERM, or the run's cancel flag seen by the heartbeat; the last checkpoint stays
-intact because checkpoints are written to a temporary file and renamed). A worker killed outright (SIGKILL) writes nothing:
-its launcher's reaper, ``Store.refresh`` or ``reconcile`` notice its pid is gone and mark the run ``interrupted``.
+intact because checkpoints are written to a temporary file and renamed). A worker killed outright (SIGKILL)
+writes nothing: its launcher's reaper, or ``refresh``/``reconcile`` (``kdlab.runs.scheduler``), notice that its
+pid is gone and mark the run ``interrupted``.
 ``resume`` continues a resumable kind from what its folder holds (a training run from ``checkpoints/last.pt``);
 other kinds start over.
 """
@@ -21,7 +22,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from kdlab.runs.store import Store, hostname
+from kdlab.distill.trainer import pick_device
+from kdlab.runs.executors import HEARTBEAT_S, checkpoint_note, log_tail
+from kdlab.runs.job import JobContext, get_job, kind_of
+from kdlab.runs.scheduler import start_queued
+from kdlab.runs.spec import load_job
+from kdlab.runs.store import Store, hostname, open_store
 
 _state = {"raised": False, "signals": False}
 
@@ -129,9 +135,6 @@ def execute(run_id: str, store_root: str | os.PathLike[str] | None = None, own_p
     if own_process:
         signal.signal(signal.SIGTERM, _on_sigterm)
         _state["signals"] = True
-    from kdlab.runs.background import start_queued
-    from kdlab.runs.executors import HEARTBEAT_S
-    from kdlab.runs.store import open_store
 
     store = store if store is not None else open_store(store_root)
     run = store.get_run(run_id)
@@ -146,9 +149,6 @@ def execute(run_id: str, store_root: str | os.PathLike[str] | None = None, own_p
     # ray.cancel raises KeyboardInterrupt in a task: a cancel too when the run is interruptible
     stoppers: tuple[type[BaseException], ...] = (Cancelled, KeyboardInterrupt) if interruptible else (Cancelled,)
     try:
-        from kdlab.distill.trainer import pick_device
-        from kdlab.runs.job import JobContext, get_job, kind_of
-        from kdlab.runs.spec import load_job
 
         spec = load_job(run.spec)
         job = get_job(kind_of(run.spec))
@@ -196,8 +196,6 @@ def execute(run_id: str, store_root: str | os.PathLike[str] | None = None, own_p
             tmp.unlink(missing_ok=True)  # a checkpoint cut mid-write; the renamed ones are intact
         if is_main and world > 1 and not _cancel_asked(store, run_id):
             status = "failed"  # the launcher stopped this rank because another one ended
-            from kdlab.runs.executors import checkpoint_note, log_tail
-
             rec = dataclasses.replace(store.get_run(run_id), run_dir=run_dir)
             tail = log_tail(rec, 60)
             store.set_status(run_id, "failed", expect=("running", "interrupted"),
@@ -205,8 +203,6 @@ def execute(run_id: str, store_root: str | os.PathLike[str] | None = None, own_p
                                    f"({e}); {checkpoint_note(rec)}",
                              traceback=f"last lines of {run_dir}/worker.log:\n{tail}" if tail else None)
         elif is_main:
-            from kdlab.runs.executors import checkpoint_note
-
             rec = dataclasses.replace(store.get_run(run_id), run_dir=run_dir)  # where this worker writes
             store.set_status(run_id, "cancelled", error=f"{e}; {checkpoint_note(rec)}",
                              expect=("running", "interrupted"))

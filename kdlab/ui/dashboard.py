@@ -13,6 +13,7 @@ from typing import Any
 import panel as pn
 import param
 
+from kdlab.runs.scheduler import refresh
 from kdlab.runs.store import Store, open_store
 from kdlab.ui.compare import ComparePage
 from kdlab.ui.detail import RunDetail
@@ -74,7 +75,7 @@ class Dashboard(param.Parameterized):
         self.ticks += 1
         if self.ticks % 3 == 1:
             try:  # the dashboard's one scheduling call: notice dead workers, start queued runs
-                self.store.refresh()
+                refresh(self.store)
             except Exception as e:
                 self.param.warning(f"refresh: {type(e).__name__}: {e}")
         for key, comp in list(self.components.items()):

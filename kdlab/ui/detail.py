@@ -8,6 +8,7 @@ from typing import Any
 import panel as pn
 import param
 
+from kdlab.runs.background import RunHandle
 from kdlab.runs.store import Store
 from kdlab.ui.live import can_cancel, can_resume, empty_message
 
@@ -106,7 +107,7 @@ class RunDetail(param.Parameterized):
         if not self.run_id:
             return ""
         self.cancel_button.disabled = True
-        threading.Thread(target=self.store.handle(self.run_id).cancel, daemon=True).start()
+        threading.Thread(target=RunHandle(self.store, self.run_id).cancel, daemon=True).start()
         self._say(f"cancel requested for {self.run_id}")
         return self.run_id
 
@@ -115,7 +116,7 @@ class RunDetail(param.Parameterized):
         if not self.run_id:
             return ""
         try:
-            status = self.store.handle(self.run_id).resume().status
+            status = RunHandle(self.store, self.run_id).resume().status
         except Exception as e:  # shown inline, the server keeps serving
             self._say(str(e), "danger")
             return self.store.get_run(self.run_id).status

@@ -29,6 +29,11 @@ def graph_figures(table: pd.DataFrame) -> dict[str, Any]:
     return {"graph": graph_energy_bars(table), "graph-table": graph_table(table)}
 
 
+def graph_message(table: pd.DataFrame) -> str:
+    """The study's status line: how many seeds its ``mean ± std`` columns average over."""
+    return f"done: {int(table['seeds'].iloc[0])} seed(s)"
+
+
 class FrequencyPage(FinishedRunChoice, param.Parameterized):
     """Images: pick a finished run, compute band curves / Fourier heat maps / spectra. Graphs: GNN-to-MLP study."""
 
@@ -44,7 +49,7 @@ class FrequencyPage(FinishedRunChoice, param.Parameterized):
                                heights={"heatmaps": 400, "spectra": 400})
         self.graphs = JobPanel(store, "graph_kd", graph_figures, "freq-graph", button="Run GNN-to-MLP study",
                                empty="GCN teacher vs MLP students on a CSBM graph: press Run to start",
-                               heights={"graph": 400})
+                               heights={"graph": 400}, message=graph_message)
         self.refresh_options()
         self._picked()
         self.graphs.follow()

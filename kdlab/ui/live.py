@@ -21,6 +21,7 @@ import pandas as pd
 import panel as pn
 import param
 
+from kdlab.runs.background import RunHandle
 from kdlab.runs.store import ACTIVE, TERMINAL, Store
 
 #: statuses a run can be resumed from (a completed run is launched anew, an active one is still going)
@@ -48,7 +49,8 @@ def empty_message(status: str | None) -> str:
         return "**Running**: waiting for the first metrics; the curves appear after the first epoch."
     if status == "completed":
         return "This run logged no metrics: there are no curves to draw."
-    return f"This run is **{status}** and logged no metrics: see its log{' and resume it' if can_resume(status) else ''}."
+    then = " and resume it" if can_resume(status) else ""
+    return f"This run is **{status}** and logged no metrics: see its log{then}."
 
 
 def _html(markdown: str) -> str:
@@ -196,7 +198,7 @@ class LiveCurves(param.Parameterized):
             return ""
         run_id = self.run_id
         self.cancel_button.disabled = True  # until the next poll shows the run stopped (the button then goes)
-        threading.Thread(target=self.store.handle(run_id).cancel, daemon=True).start()
+        threading.Thread(target=RunHandle(self.store, run_id).cancel, daemon=True).start()
         self._say(f"cancel requested for {run_id}")
         return run_id
 
@@ -205,7 +207,7 @@ class LiveCurves(param.Parameterized):
         if self.run_id is None:
             return ""
         try:
-            status = self.store.handle(self.run_id).resume().status
+            status = RunHandle(self.store, self.run_id).resume().status
         except Exception as e:  # shown inline, the server keeps serving
             self._say(str(e), "danger")
             return self.store.get_run(self.run_id).status
@@ -307,14 +309,14 @@ class RunMonitor:
     def cancel(self) -> str:
         """Cancel the run (in a thread, the kernel stays free)."""
         self.cancel_button.disabled = True
-        threading.Thread(target=self.store.handle(self.run_id).cancel, daemon=True).start()
+        threading.Thread(target=RunHandle(self.store, self.run_id).cancel, daemon=True).start()
         return self.run_id
 
     def resume(self) -> str:
         """Resume the run from its last checkpoint (and follow it again); returns its status."""
         self.resume_button.disabled = True
         try:
-            status = self.store.handle(self.run_id).resume().status
+            status = RunHandle(self.store, self.run_id).resume().status
         except Exception as e:  # shown in the status line, the monitor keeps running
             self.label.value += f" &middot; <span style='color:#C0392B'>{html.escape(str(e))}</span>"
             return self.store.get_run(self.run_id).status

@@ -11,6 +11,7 @@ import pandas as pd
 import panel as pn
 import param
 
+from kdlab.runs.scheduler import refresh
 from kdlab.runs.store import STATUSES, Store
 
 COLUMNS = ["id", "name", "status", "epoch", "method", "test_acc", "created", "tags", "models", "data"]
@@ -120,7 +121,7 @@ class RunsTable(param.Parameterized):
     def refresh(self, reap: bool = True) -> None:
         """Re-read the store (``reap``: notice dead workers and start queued runs first)."""
         if reap:
-            self.store.refresh()
+            refresh(self.store)
         self.all = self.store.list_runs()
         self._update()
 

@@ -51,15 +51,14 @@ def _image_figure(canvas: np.ndarray, title: str, rows: list[str], row_px: int, 
     fig.update_yaxes(tickvals=centres, ticktext=[plotly_text(r) for r in rows], showgrid=False, zeroline=False)
     if cols:
         centres_x = [(pad + i * (col_px + pad) + col_px / 2) * scale for i in range(len(cols))]
-        fig.update_xaxes(tickvals=centres_x, ticktext=[plotly_text(c) for c in cols], showgrid=False, side="top")
+        # column labels under the images: plotly.js slants them in a narrow figure, and above the images they
+        # would then reach the title
+        fig.update_xaxes(tickvals=centres_x, ticktext=[plotly_text(c) for c in cols], showgrid=False, side="bottom",
+                         automargin=True)
     else:
         fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     height = max(220, min(900, canvas.shape[0] * 2 + 120))
-    # column labels on top (plotly.js slants them when narrow): the title goes above them, whatever their height
-    fig = apply_theme(fig, title, height=height, margin=dict(l=70, r=20, t=70 if cols else 50, b=20))
-    if cols:
-        fig.update_layout(title=dict(yref="paper", y=1.0, yanchor="bottom", automargin=True, pad=dict(b=8)))
-    return fig
+    return apply_theme(fig, title, height=height, margin=dict(l=70, r=20, t=50, b=40 if cols else 20))
 
 
 def class_grid(images: Any, labels: Any, classes: Sequence[str], title: str = "synthetic images per class",

@@ -196,6 +196,6 @@ def with_alpha(color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha:g})"
 
 
-__all__ = ["BASELINE", "GAP", "ROLE_COLORS", "SEQUENCE", "STUDENT", "TEACHER", "TEMPLATE_NAME",
-           "LEGEND_RIGHT", "apply_theme", "axis_ref", "grid_layout", "legend_below", "plotly_text", "role_color", "role_of", "run_colors", "sequence",
-           "with_alpha"]
+__all__ = ["BASELINE", "GAP", "LEGEND_RIGHT", "MARGIN", "ROLE_COLORS", "SEQUENCE", "STUDENT", "TEACHER",
+           "TEMPLATE_NAME", "TITLE_PX", "apply_theme", "axis_ref", "grid_layout", "legend_below", "plotly_text",
+           "role_color", "role_of", "run_colors", "sequence", "with_alpha"]

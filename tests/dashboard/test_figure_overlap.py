@@ -1,4 +1,5 @@
-"""No text of a plotly figure overlaps another, on every dashboard page at 1280, 1500 and 1920 px.
+"""No text of a plotly figure overlaps another: on every dashboard page at 1280, 1500 and 1920 px, and in every
+``kdlab.viz`` figure at the widths those pages give a figure.
 
 The dashboard is served on a store with two completed runs that logged their metrics (so the runs, compare and
 run detail pages draw curves, and the analysis pages offer the runs). For every page (``kdlab.ui.pages.pages()``,
@@ -8,12 +9,19 @@ colour-bar labels. Two of them of the same figure that overlap by more than ``TO
 directions fail the test, naming the page, width, figure and the two texts (a full-page screenshot is saved in
 ``test-artifacts/screenshots``). Hidden or empty texts, hidden figures (pages hide a figure until it has a
 result) and the hover layer are ignored. Tick labels of one axis are included: a correct plot never draws
-them on top of each other.
+them on top of each other. Boxes are the texts' own rectangles as drawn (a slanted tick label is a slanted
+rectangle), so labels that plotly.js rotates apart do not count as overlapping.
+
+The analysis pages draw their figures only once an analysis ran; ``test_viz_figures_...`` draws each
+``kdlab.viz`` builder's figure from small, realistic inputs (10 classes, ResNet/MLP layer names, long source
+names) in the same browser, at a half-page and a full-page width, with the same check.
 """
 from __future__ import annotations
 
 import importlib.util
+import json
 import time
+from pathlib import Path
 
 import pytest
 from dashboard_helpers import TINY_SPEC, start_server, stop_server
@@ -39,7 +47,8 @@ OVERLAPS_JS = """(tol) => {
   const shown = (el) => el.checkVisibility({opacityProperty: true, visibilityProperty: true});
   const name = (t) => {
     const g = t.closest('[class]');
-    return `${t.getAttribute('class') || (g && g.getAttribute('class')) || 'text'} "${t.textContent.trim().slice(0, 60)}"`;
+    const kind = t.getAttribute('class') || (g && g.getAttribute('class')) || 'text';
+    return `${kind} "${t.textContent.trim().slice(0, 60)}"`;
   };
   // a text's box as drawn: its own (unrotated) box through its transform to the screen, so rotated tick
   // labels are their slanted rectangles, not the larger upright boxes around them
@@ -57,7 +66,8 @@ OVERLAPS_JS = """(tol) => {
         const ax = [-dy / len, dx / len];
         const proj = (p) => p.map(([x, y]) => x * ax[0] + y * ax[1]);
         const pa = proj(a), pb = proj(b);
-        least = Math.min(least, Math.min(Math.max(...pa), Math.max(...pb)) - Math.max(Math.min(...pa), Math.min(...pb)));
+        const lo = Math.max(Math.min(...pa), Math.min(...pb)), hi = Math.min(Math.max(...pa), Math.max(...pb));
+        least = Math.min(least, hi - lo);
       }
     }
     return least;
@@ -147,3 +157,124 @@ def test_no_text_of_a_figure_overlaps_another(browser, shots, served, width):
         assert not problems, "overlapping figure texts:\n" + "\n".join(problems)
     finally:
         page.close()
+
+
+# ------------------------------------------------------------------------------ every kdlab.viz figure
+
+FIGURE_WIDTHS = (600, 1250, 1880)  # a figure in a half-page column at 1280 px, full page at 1280 and 1920 px
+
+
+def _figures() -> dict:
+    """One figure per ``kdlab.viz`` builder, from small inputs shaped like the analyses' results."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from kdlab.analysis.agreement import agreement
+    from kdlab.analysis.fourier_heatmap import FourierHeatmap
+    from kdlab.condense import nearest_real
+    from kdlab.viz import calibration, compare_runs, confusion_matrix, final_metric_bars, per_class_gap, training_curves
+    from kdlab.viz import condense as vc
+    from kdlab.viz import frequency as vf
+    from kdlab.viz import representations as vr
+    from kdlab.viz import transfer as vt
+
+    rng = np.random.default_rng(0)
+    classes = [str(i) for i in range(10)]
+    y = rng.integers(0, 10, 400)
+    logits_t, logits_s = rng.normal(size=(400, 10)), rng.normal(size=(400, 10))
+    logits_t[np.arange(400), y] += 3
+    logits_s[np.arange(400), y] += 2
+    hist = [{"epoch": e, "train/ce": 2 / e, "train/kd": 1 / e, "train/loss": 3 / e, "train/acc": 0.1 * e,
+             "val/acc": 0.09 * e, "val/loss": 2.5 / e, "val/agreement": 0.1 * e, "lr": 0.05 / e,
+             "throughput": 30000 + 100 * e} for e in range(1, 9)]
+    layers_t = ["layer1.0.conv1", "layer1.1.conv2", "layer2.0.conv1", "layer2.1.conv2", "layer3.0.conv1",
+                "layer3.1.conv2", "fc"]
+    layers_s = ["blocks.0", "blocks.1", "head"]
+    sources = ["resnet18-imagenet", "mlp-mnist", "convnet-cifar10", "vit-tiny", "digits-teacher"]
+    figs = {
+        "training_curves": training_curves(hist, title="tiny-kd curves", teacher_acc=0.93),
+        "compare_runs": compare_runs({f"kd-seed-{i}": hist for i in range(5)} | {"vanilla": hist}),
+        "final_metric_bars": final_metric_bars(pd.DataFrame({
+            "method": ["kd"] * 3 + ["vanilla"] * 3 + ["dkd"] * 3, "group": ["digits"] * 9,
+            "value": rng.uniform(0.8, 0.95, 9)})),
+        "calibration": calibration(logits_s, y),
+        "confusion_matrix": confusion_matrix(logits_s, y, class_names=classes),
+        "per_class_gap": per_class_gap(logits_t, logits_s, y, class_names=classes),
+        "cka_heatmap": vr.cka_heatmap(pd.DataFrame(rng.uniform(0, 1, (7, 3)), index=layers_t, columns=layers_s),
+                                      title="CKA teacher vs student"),
+        "cka_over_epochs": vr.cka_over_epochs(pd.DataFrame(
+            [{"epoch": e, "teacher_layer": a, "student_layer": b, "cka": rng.uniform()}
+             for e in range(5) for a in layers_t[:3] for b in layers_s])),
+        "embedding_scatter": vr.embedding_scatter(rng.normal(size=(400, 2)), rng.normal(size=(400, 2)), y,
+                                                  class_names=classes),
+        "agreement_panel": vr.agreement_panel(agreement(logits_t, logits_s, y)),
+    }
+    cand = pd.DataFrame({"candidate": ["mlp-8", "mlp-16", "convnet-32", "resnet8x4"], "relation": [0.1, 0.3, 0.2, 0.4],
+                         "cka": [0.5, 0.2, 0.4, 0.3], "std": [0.01, 0.02, 0.01, 0.02]})
+    cand.attrs["metric"] = "relation"
+    figs["student_ranking"] = vr.student_ranking(cand, accuracy=pd.Series(dict(zip(cand["candidate"],
+                                                                                   [0.9, 0.8, 0.85, 0.95],
+                                                                                   strict=True))))
+    bands = []
+    for m, base in (("teacher", 0.9), ("student", 0.8), ("vanilla", 0.7)):
+        bands.append({"model": m, "filter": "none", "cutoff": np.nan, "acc": base, "agreement": 1.0})
+        for c in (0.125, 0.25, 0.375, 0.5, 0.75, 1.0):
+            bands.append({"model": m, "filter": "low", "cutoff": c, "acc": base * c, "agreement": c})
+            bands.append({"model": m, "filter": "high", "cutoff": c, "acc": base * (1 - c / 2), "agreement": 1 - c})
+    figs["band_accuracy_curves"] = vf.band_accuracy_curves(pd.DataFrame(bands))
+    figs["fourier_heatmaps"] = vf.fourier_heatmaps({m: FourierHeatmap(rng.uniform(0, 0.6, (8, 8)),
+                                                                      rng.uniform(0, 2, (8, 8)), 10.0, 100, 0.05)
+                                                    for m in ("teacher", "student", "vanilla")})
+    figs["feature_spectra"] = vf.feature_spectra(pd.DataFrame(
+        [{"model": m, "layer": la, "radius": r, "energy": rng.uniform()}
+         for m, ls in (("teacher", layers_t[:3]), ("student", layers_s[:2])) for la in ls
+         for r in np.linspace(0.05, 0.7, 8)]))
+    figs["graph_energy_bars"] = vf.graph_energy_bars(pd.DataFrame({
+        "model": ["GCN teacher", "MLP", "KD-MLP", "FF-G2M-MLP"], "high_fraction": [0.1, 0.3, 0.25, 0.2],
+        "high_fraction_std": [0.01, 0.02, 0.02, 0.03], "hf_similarity": [1.0, 0.4, 0.5, 0.6]}))
+    scores = pd.DataFrame({k: rng.normal(size=5) for k in ("logme", "leep", "nce", "hscore")}, index=sources)
+    figs["score_matrix"] = vt.score_matrix(scores)
+    realised = dict(zip(sources, rng.uniform(0.5, 0.9, 5), strict=True))
+    figs["ranking_scatter"] = vt.ranking_scatter(scores, realised, "logme")
+    figs["kendall_bars"] = vt.kendall_bars({"logme": 0.5, "leep": -0.2, "nce": 0.1, "hscore": 0.3})
+    figs["weight_bars"] = vt.weight_bars(dict(zip(sources, rng.uniform(0, 1, 5), strict=True)))
+    figs["method_accuracy"] = vt.method_accuracy({"scratch": [0.8, 0.9], "nearest": [0.85, 0.88],
+                                                  "weighted": [0.95, 0.97], "distill": [0.9, 0.92]})
+    imgs, labels = rng.random((20, 1, 8, 8)).astype(np.float32), np.repeat(np.arange(10), 2)
+    real = torch.from_numpy(rng.random((60, 1, 8, 8)).astype(np.float32))
+    idx, dist = nearest_real(torch.from_numpy(imgs[:4]), real, k=3)
+    figs["class_grid"] = vc.class_grid(imgs, labels, classes, flips=True)
+    figs["snapshot_scrubber"] = vc.snapshot_scrubber([(i * 10, imgs, labels) for i in range(4)], classes)
+    figs["neighbours_figure"] = vc.neighbours_figure(imgs[:4], real, idx, dist, rows=[f"class {i}" for i in range(4)])
+    figs["mean_vs_synthetic"] = vc.mean_vs_synthetic(real.numpy(), np.repeat(np.arange(10), 6), imgs, labels, classes)
+    figs["loss_curve"] = vc.loss_curve(np.arange(1, 101), np.linspace(3, 1, 100))
+    figs["accuracy_bars"] = vc.accuracy_bars(pd.DataFrame({"mean": [0.8, 0.6, 0.7], "std": [0.01, 0.02, 0.01]},
+                                                          index=["convnet", "mlp", "resnet8"]))
+    return figs
+
+
+def test_viz_figures_have_no_overlapping_texts(browser, shots):
+    import plotly
+
+    js = (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_text()
+    figs = _figures()
+    page = browser.new_page(viewport={"width": max(FIGURE_WIDTHS) + 40, "height": HEIGHT})
+    problems = []
+    try:
+        page.set_content(f"<html><head><script>{js}</script></head><body style='margin:0'></body></html>")
+        for name, fig in figs.items():
+            spec = json.loads(fig.to_json())
+            for width in FIGURE_WIDTHS:
+                page.evaluate("""([spec, w]) => {
+                    document.body.innerHTML = `<div id="g" style="width:${w}px"></div>`;
+                    return Plotly.newPlot('g', spec.data, {...spec.layout, width: w}, {displaylogo: false});
+                }""", [spec, width])
+                report = page.evaluate(OVERLAPS_JS, TOLERANCE_PX)
+                assert len(report) == 1 and report[0]["texts"], (name, width, report)
+                if report[0]["pairs"]:
+                    page.locator("#g").screenshot(path=str(shots / f"overlap-viz-{name}-{width}.png"))
+                    problems += [f"{name} @ {width}px: {p}" for p in report[0]["pairs"]]
+    finally:
+        page.close()
+    assert not problems, "overlapping figure texts:\n" + "\n".join(problems)

@@ -13,6 +13,7 @@ from runs_helpers import tiny_spec, wait_for
 import kdlab
 from kdlab.cli import main as cli_main
 from kdlab.models.checkpoints import load_state
+from kdlab.runs.background import RunHandle
 
 pytestmark = pytest.mark.slow
 
@@ -109,7 +110,7 @@ def test_queue_then_all_finish(store, tmp_path, capsys):
     assert max(took) < 0.5, f"launch took {took} s"
     assert cli_main(["launch", str(spec_file), "--store", str(store.root)]) == 0
     cli_id = capsys.readouterr().out.split()[0]
-    handles.append(store.handle(cli_id))
+    handles.append(RunHandle(store, cli_id))
     statuses = [h.status for h in handles]
     assert statuses[2] == "queued" and statuses[:2].count("completed") + statuses[:2].count("running") == 2
     assert [h.wait(timeout=120) for h in handles] == ["completed"] * 3

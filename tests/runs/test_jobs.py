@@ -15,6 +15,7 @@ from kdlab.errors import ConfigError, UnknownNameError
 from kdlab.jobs.cka import default_layers
 from kdlab.runs.experiment import load_models
 from kdlab.runs.job import get_job, list_jobs
+from kdlab.runs.scheduler import refresh
 from kdlab.runs.spec import JobSpec, load_job
 
 KINDS = {"train", "condense", "cka", "frequency", "graph_kd", "transfer_rank", "student_choice", "neighbours"}
@@ -99,7 +100,7 @@ def test_reads_never_start_work(store, monkeypatch):
     for _ in range(3):
         store.list_runs(), store.get_run(h.id), store.records(), store.progress(h.id), store.jobs("graph_kd")
     assert store.get_run(h.id).status == "queued" and store.get_run(h.id).pid is None
-    store.refresh()
+    refresh(store)
     assert h.wait(timeout=180) == "completed"
     table = h.result()
     assert list(table["model"]) == ["GCN teacher", "MLP", "KD-MLP", "FF-G2M-MLP"]

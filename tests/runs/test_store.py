@@ -17,6 +17,7 @@ from kdlab.errors import CheckpointError, ConfigError, UnknownNameError
 from kdlab.runs import executors as ex_mod
 from kdlab.runs.background import RunHandle, cancel_run, launch, resume_run
 from kdlab.runs.executors import Executor, register_executor
+from kdlab.runs.scheduler import reconcile, refresh
 from kdlab.runs.store import Store, StoreError, check_artifact_name, check_run_id, open_store
 from kdlab.runs.worker import execute
 
@@ -269,7 +270,7 @@ def test_dead_worker_noticed_by_reconcile_not_by_reads(store, case):
     store.update_run(rid, pid=pid, pid_start=created, host=ex_mod.hostname())
     assert store.get_run(rid).status == "running" and store.list_runs()["status"].tolist() == ["running"]  # pure
     t0 = time.monotonic()
-    store.reconcile()
+    reconcile(store)
     rec = store.get_run(rid)
     assert time.monotonic() - t0 < 2
     assert rec.status == "interrupted"
@@ -284,7 +285,7 @@ def test_cancel_flag_on_dead_worker_gives_cancelled(store):
     store.claim_next("local", None)
     pid, created, proc = _dead_pid(zombie=False)
     store.update_run(rid, pid=pid, pid_start=created, host=ex_mod.hostname(), cancel_requested=True)
-    store.refresh()
+    refresh(store)
     assert store.get_run(rid).status == "cancelled"
 
 
@@ -313,12 +314,14 @@ def test_queue_claims_up_to_limit(store, fake_executor):
     assert cancel_run(store, handles[3].id) == "cancelled"  # a queued run is dropped at once
     store.set_status(handles[0].id, "completed", expect=("running",))
     assert handles[2].status == "queued"  # reading starts nothing: the store is pure
-    store.refresh()  # the one explicit scheduling call (the dashboard's tick makes it)
+    refresh(store)  # the one explicit scheduling call (the dashboard's tick makes it)
     assert handles[2].status == "running" and handles[3].status == "cancelled"
     store.max_concurrent = 0  # pauses the queue
     h = launch(tiny_spec(seed=9), executor="fake-test", store=store)
     assert h.status == "queued"
     store.max_concurrent = 5
+    assert h.status == "queued"  # a setting is not a scheduling call
+    refresh(store)
     assert h.status == "running"
     with pytest.raises(UnknownNameError, match="fake-test"):
         launch(tiny_spec(), executor="fake-tset", store=store)

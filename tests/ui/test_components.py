@@ -6,6 +6,7 @@ import time
 import pytest
 from ui_helpers import tiny
 
+from kdlab.runs.background import RunHandle
 from kdlab.ui import pages
 
 
@@ -144,5 +145,5 @@ def test_run_picker_and_monitor(store):
     picker = RunPicker(store)
     picker.value = [rid]
     assert picker.value == [rid]
-    mon = RunMonitor(store.handle(rid), start=False)
+    mon = RunMonitor(RunHandle(store, rid), start=False)
     assert mon.poller.points == 2 and mon.cancel_button.disabled and mon.progress.value == 1.0

@@ -10,6 +10,7 @@ import torch
 
 from kdlab.analysis.cka import cka_matrix
 from kdlab.jobs.cka import default_layers
+from kdlab.runs.background import RunHandle
 from kdlab.runs.experiment import load_models
 from kdlab.ui.representations import RepresentationsPage, RepresentationsWidget
 
@@ -44,7 +45,7 @@ def test_page_computes_in_a_job_and_a_new_session_shows_the_result(store, finish
     assert store.get_run(task.id).spec["params"] == {"run": finished, "split": "test", "pool": "flatten",
                                                      "embedding": "pca", "max_samples": 120, "batch_size": 50}
     assert page.compute().id == task.id  # a second click while the job runs does not start another
-    assert store.handle(task.id).wait(timeout=180) == "completed", task.record.error
+    assert RunHandle(store, task.id).wait(timeout=180) == "completed", task.record.error
     page.tick()
     assert not page.button.disabled and page.status.object == f"done (job {task.id})"
     assert {k: (p.visible, p.css_classes) for k, p in page.job.panes.items()} == {

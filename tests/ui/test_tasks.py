@@ -8,7 +8,9 @@ import time
 import panel as pn
 import pytest
 
+from kdlab.runs.background import RunHandle
 from kdlab.runs.job import PROGRESS
+from kdlab.runs.scheduler import refresh
 from kdlab.ui.tasks import JobTask, latest, poll, show_queued, submit
 
 
@@ -57,7 +59,7 @@ def test_task_progress_mirrors_the_store_and_result_is_read_by_the_kind(store, g
         assert p.fraction == step / 4 and p.message == f"step {step}/4"
         assert task.status == "running" and not task.done
     go(gate, 4)
-    assert store.handle(task.id).wait(timeout=60) == "completed", task.record.error
+    assert RunHandle(store, task.id).wait(timeout=60) == "completed", task.record.error
     assert task.done and task.error() is None and task.progress.fraction == 1.0
     assert task.progress.message.startswith("completed")  # the last log line: the worker's own
     assert task.result() == {"steps": 4, "squares": [1, 4, 9, 16]}
@@ -72,7 +74,7 @@ def test_errors_surface_escaped_and_cancel_stops_the_worker(store, gated_kind, t
     button, bar, status = faces()
     show_queued(button, bar, status)
     drawn = []
-    assert store.handle(task.id).wait(timeout=60) == "failed"
+    assert RunHandle(store, task.id).wait(timeout=60) == "failed"
     poll(task, button, bar, status, drawn.append)
     assert task.error() == "failed: ValueError: bad <layer> & co"  # the raw error for Python callers
     assert status.object == "failed: failed: ValueError: bad &lt;layer&gt; &amp; co"  # escaped on the page
@@ -98,7 +100,7 @@ def test_latest_finds_the_newest_job_of_a_kind_for_a_run(store, gated_kind, tmp_
     other = submit(store, gated_kind, run="run-b", gate=str(gate), steps=1)
     newest = submit(store, gated_kind, run="run-a", gate=str(gate), steps=1)
     for t in (first, other, newest):
-        assert store.handle(t.id).wait(timeout=60) == "completed", t.record.error
+        assert RunHandle(store, t.id).wait(timeout=60) == "completed", t.record.error
     assert latest(store, gated_kind, of="run-a").id == newest.id
     assert latest(store, gated_kind, of="run-b").id == other.id
     assert latest(store, gated_kind).id == newest.id
@@ -124,7 +126,7 @@ def test_poll_drives_button_bar_and_status(store, gated_kind, tmp_path, monkeypa
     assert task.status == "queued" and status.object.startswith("queued (waiting for a free worker slot)")
 
     monkeypatch.setenv("KDLAB_MAX_CONCURRENT", "2")
-    store.refresh()  # the dashboard tick's scheduling call starts it
+    refresh(store)  # the dashboard tick's scheduling call starts it
     go(gate, 1)
     wait_for(lambda: task.progress.done == 1, what="step 1")
     poll(task, button, bar, status, drawn.append)
@@ -132,7 +134,7 @@ def test_poll_drives_button_bar_and_status(store, gated_kind, tmp_path, monkeypa
     assert button.disabled and bar.visible and drawn == []
 
     go(gate, 2)
-    assert store.handle(task.id).wait(timeout=60) == "completed"
+    assert RunHandle(store, task.id).wait(timeout=60) == "completed"
     poll(task, button, bar, status, drawn.append)
     assert drawn == [{"steps": 2, "squares": [1, 4]}]
     assert not button.disabled and not bar.visible and bar.value == 100
