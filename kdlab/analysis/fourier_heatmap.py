@@ -21,7 +21,6 @@ from torch import nn
 from kdlab.errors import ConfigError, ShapeError
 from kdlab.fourier import MAX_RADIUS, radius_grid
 
-HEATMAP_FILE = "fourier_heatmaps.npz"
 Progress = Callable[[int, int, str], None]
 
 

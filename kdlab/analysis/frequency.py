@@ -8,10 +8,8 @@ still classifies them. Radii are in units of the Nyquist frequency (``kdlab.four
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,16 +17,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from kdlab.analysis.fourier_heatmap import HEATMAP_FILE, FourierHeatmap, fourier_heatmap
+from kdlab.analysis.fourier_heatmap import fourier_heatmap
 from kdlab.errors import ConfigError, ShapeError
 from kdlab.fourier import MAX_RADIUS, check_cutoff, check_images, high_pass, low_pass, low_pass_mask, radius_grid
 from kdlab.models.taps import FeatureTaps, chosen_layers
 
 FILTERS = ("low", "high")
-BAND_FILE = "frequency_bands.csv"
-SPECTRA_FILE = "frequency_spectra.csv"
-GRAPH_FILE = "graph_energy.csv"
-ARTIFACTS = "artifacts"  # the run folder's subfolder for analysis artifacts
 Progress = Callable[[int, int, str], None]
 
 
@@ -161,55 +155,12 @@ def feature_spectra(models: Mapping[str, nn.Module], x: torch.Tensor, layers: Ma
 
 @dataclass
 class FrequencyArtifacts:
-    """What the frequency analysis of a run saves in its folder (read back by the report section)."""
+    """The results of a frequency analysis (``kdlab.jobs.frequency`` saves and reads them; graph: ``graph_kd``)."""
 
     bands: pd.DataFrame | None = None
     spectra: pd.DataFrame | None = None
     heatmaps: dict[str, Any] = field(default_factory=dict)  # name -> kdlab.analysis.fourier_heatmap.FourierHeatmap
     graph: pd.DataFrame | None = None  # kdlab.analysis.graph_frequency.summarize_study's table
-
-    def save(self, folder: str | Path) -> list[Path]:
-        """Write the parts that are present into ``<run folder>/artifacts``; returns the written paths."""
-        folder = Path(folder) / ARTIFACTS
-        folder.mkdir(parents=True, exist_ok=True)
-        written = []
-        for df, name in ((self.bands, BAND_FILE), (self.spectra, SPECTRA_FILE), (self.graph, GRAPH_FILE)):
-            if df is not None:
-                tmp = folder / (name + ".tmp")
-                df.to_csv(tmp, index=False)
-                tmp.replace(folder / name)  # a reader never sees half a file
-                written.append(folder / name)
-        if self.heatmaps:
-            arrays = {}
-            meta = {}
-            for name, hm in self.heatmaps.items():
-                arrays[f"{len(meta)}_error"], arrays[f"{len(meta)}_change"] = hm.error, hm.change
-                meta[str(len(meta))] = {"name": name, "eps": hm.eps, "n_images": hm.n_images,
-                                        "clean_error": hm.clean_error}
-            tmp = folder / (HEATMAP_FILE + ".tmp.npz")
-            np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
-            tmp.replace(folder / HEATMAP_FILE)
-            written.append(folder / HEATMAP_FILE)
-        return written
-
-    @classmethod
-    def load(cls, folder: str | Path) -> FrequencyArtifacts:
-        """What ``<run folder>/artifacts`` holds (missing parts stay None/empty)."""
-        folder = Path(folder) / ARTIFACTS
-        out = cls()
-        if (folder / BAND_FILE).is_file():
-            out.bands = pd.read_csv(folder / BAND_FILE)
-        if (folder / SPECTRA_FILE).is_file():
-            out.spectra = pd.read_csv(folder / SPECTRA_FILE)
-        if (folder / GRAPH_FILE).is_file():
-            out.graph = pd.read_csv(folder / GRAPH_FILE)
-        if (folder / HEATMAP_FILE).is_file():
-            with np.load(folder / HEATMAP_FILE) as z:
-                meta = json.loads(str(z["meta"]))
-                for k, m in meta.items():
-                    out.heatmaps[m["name"]] = FourierHeatmap(z[f"{k}_error"], z[f"{k}_change"], float(m["eps"]),
-                                                             int(m["n_images"]), float(m["clean_error"]))
-        return out
 
     @property
     def empty(self) -> bool:

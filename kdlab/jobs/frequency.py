@@ -1,21 +1,23 @@
 """The ``frequency`` job: which frequencies of the teacher's knowledge a run's student took (images).
 
 Band accuracy curves (low/high-pass), Fourier heat maps (Yin et al. 2019) and feature-map spectra of the run's
-teacher and student (plus the students of ``compare`` runs), saved under the job's run folder ``artifacts/``
-in ``FrequencyArtifacts``' format; ``read`` loads them. The job is resumable: each part (the band curves,
-each model's heat map, the spectra) is saved as soon as it is done, and a resumed run computes only what is
-missing.
+teacher and student (plus the students of ``compare`` runs). Its files, under the job's run folder
+``artifacts/``: ``frequency_bands.csv``, ``fourier_heatmaps.npz`` and ``frequency_spectra.csv`` (the ``graph_kd``
+job adds ``graph_energy.csv``); ``save``/``load`` are their one writer and reader, as ``FrequencyArtifacts``. The
+job is resumable: each part is saved as soon as it is done, and a resumed run computes only what is missing.
 """
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from kdlab.analysis.fourier_heatmap import fourier_heatmap
+from kdlab.analysis.fourier_heatmap import FourierHeatmap, fourier_heatmap
 from kdlab.analysis.frequency import FrequencyArtifacts, band_curves, feature_spectra
 from kdlab.jobs.source import RUN_PARAM, check_source_run, source_models
 from kdlab.registry import Param
@@ -23,6 +25,50 @@ from kdlab.runs.experiment import load_models
 from kdlab.runs.job import Job, JobContext, register_job
 
 SPLITS = ("test", "val")
+BAND_FILE, SPECTRA_FILE, GRAPH_FILE = "frequency_bands.csv", "frequency_spectra.csv", "graph_energy.csv"
+HEATMAP_FILE = "fourier_heatmaps.npz"
+
+
+def save(art: FrequencyArtifacts, folder: str | Path) -> list[Path]:
+    """Write the parts of ``art`` that are present into ``<folder>/artifacts`` (each atomically); returns them."""
+    folder = Path(folder) / "artifacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for df, name in ((art.bands, BAND_FILE), (art.spectra, SPECTRA_FILE), (art.graph, GRAPH_FILE)):
+        if df is not None:
+            tmp = folder / (name + ".tmp")
+            df.to_csv(tmp, index=False)
+            tmp.replace(folder / name)  # a reader never sees half a file
+            written.append(folder / name)
+    if art.heatmaps:
+        arrays, meta = {}, {}
+        for name, hm in art.heatmaps.items():
+            arrays[f"{len(meta)}_error"], arrays[f"{len(meta)}_change"] = hm.error, hm.change
+            meta[str(len(meta))] = {"name": name, "eps": hm.eps, "n_images": hm.n_images,
+                                    "clean_error": hm.clean_error}
+        tmp = folder / (HEATMAP_FILE + ".tmp.npz")
+        np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
+        tmp.replace(folder / HEATMAP_FILE)
+        written.append(folder / HEATMAP_FILE)
+    return written
+
+
+def load(folder: str | Path) -> FrequencyArtifacts:
+    """What ``<folder>/artifacts`` holds (missing parts stay None/empty)."""
+    folder = Path(folder) / "artifacts"
+    out = FrequencyArtifacts()
+    if (folder / BAND_FILE).is_file():
+        out.bands = pd.read_csv(folder / BAND_FILE)
+    if (folder / SPECTRA_FILE).is_file():
+        out.spectra = pd.read_csv(folder / SPECTRA_FILE)
+    if (folder / GRAPH_FILE).is_file():
+        out.graph = pd.read_csv(folder / GRAPH_FILE)
+    if (folder / HEATMAP_FILE).is_file():
+        with np.load(folder / HEATMAP_FILE) as z:
+            for k, m in json.loads(str(z["meta"])).items():
+                out.heatmaps[m["name"]] = FourierHeatmap(z[f"{k}_error"], z[f"{k}_change"], float(m["eps"]),
+                                                         int(m["n_images"]), float(m["clean_error"]))
+    return out
 CUTOFFS = tuple(float(c) for c in np.round(np.linspace(0.1, 1.0, 10), 2))
 
 
@@ -79,24 +125,24 @@ class FrequencyJob(Job):
         n_maps = min(int(p["heatmap_images"]), n)
         if not ctx.resume:
             shutil.rmtree(ctx.run_dir / "artifacts", ignore_errors=True)
-        art = FrequencyArtifacts.load(ctx.run_dir)
+        art = load(ctx.run_dir)
         total = 2 + (len(models) if n_maps else 0)
         done = 0
         if art.bands is None:
             ctx.progress(done, total, "band accuracy")
             art.bands = band_curves(models, x, y, CUTOFFS, reference="teacher")
-            FrequencyArtifacts(bands=art.bands).save(ctx.run_dir)  # each part is written once, when done
+            save(FrequencyArtifacts(bands=art.bands), ctx.run_dir)  # each part is written once, when done
         done += 1
         for name, model in models.items() if n_maps else ():
             if name not in art.heatmaps:
                 ctx.progress(done, total, f"Fourier heat map: {name}")
                 art.heatmaps[name] = fourier_heatmap(model, x[:n_maps], y[:n_maps], eps=float(p["eps"]))
-                FrequencyArtifacts(heatmaps=art.heatmaps).save(ctx.run_dir)
+                save(FrequencyArtifacts(heatmaps=art.heatmaps), ctx.run_dir)
             done += 1
         if art.spectra is None:
             ctx.progress(done, total, "feature spectra")
             art.spectra = feature_spectra(models, x[: min(n, 256)])
-            FrequencyArtifacts(spectra=art.spectra).save(ctx.run_dir)
+            save(FrequencyArtifacts(spectra=art.spectra), ctx.run_dir)
         ctx.progress(total, total, "done")
         low = art.bands[(art.bands["filter"] == "low")]
         out = {f"low_pass_acc/{m}": float(g.sort_values("cutoff")["acc"].iloc[len(g) // 2])
@@ -104,5 +150,5 @@ class FrequencyJob(Job):
         return {**out, "n_images": float(n)}
 
     def read(self, run_dir: str | Path) -> FrequencyArtifacts | None:
-        art = FrequencyArtifacts.load(run_dir)
+        art = load(run_dir)
         return None if art.empty else art

@@ -1,7 +1,7 @@
 """The ``graph_kd`` job: the GNN-to-MLP study on a CSBM graph (GCN teacher vs MLP, KD-MLP and FF-G2M-MLP).
 
 Its file is ``artifacts/graph_energy.csv`` (``summarize_study``'s table: mean and std over seeds of each model's
-test accuracy and graph-frequency energies); ``read`` returns it as a DataFrame.
+test accuracy and graph-frequency energies; ``kdlab.jobs.frequency`` writes and reads it); ``read`` returns it.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pandas as pd
 from kdlab.analysis.frequency import FrequencyArtifacts
 from kdlab.analysis.graph_frequency import summarize_study
 from kdlab.distill.graph_study import distillation_study
+from kdlab.jobs.frequency import load, save
 from kdlab.registry import Param
 from kdlab.runs.job import Job, JobContext, register_job
 
@@ -53,8 +54,8 @@ class GraphKDJob(Job):
                                   nodes=p["nodes"], homophily=p["homophily"], signal=p["signal"],
                                   features=p["features"], avg_degree=p["avg_degree"])
         table = summarize_study(rows)
-        FrequencyArtifacts(graph=table).save(ctx.run_dir)
+        save(FrequencyArtifacts(graph=table), ctx.run_dir)
         return {f"test_acc/{m}": float(a) for m, a in zip(table["model"], table["test_acc"], strict=True)}
 
     def read(self, run_dir: str | Path) -> pd.DataFrame | None:
-        return FrequencyArtifacts.load(run_dir).graph
+        return load(run_dir).graph

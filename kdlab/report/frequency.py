@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from kdlab.analysis.frequency import FrequencyArtifacts
+from kdlab.jobs.frequency import load
 from kdlab.report.html import register_report_section
 from kdlab.report.runs import RunData
 
@@ -20,7 +20,7 @@ def frequency_section(run: RunData) -> list[tuple[str, str, go.Figure]]:
     folder = run.artifact_folder("frequency")
     if folder is None:
         return []
-    art = FrequencyArtifacts.load(folder)
+    art = load(folder)
     out: list[tuple[str, str, go.Figure]] = []
     if art.bands is not None and len(art.bands):
         out.append(("frequency-bands", "Accuracy on low- and high-pass filtered inputs",

@@ -130,6 +130,8 @@ class ComparePage(param.Parameterized):
         opts = {f"{r['name']} · {r['status']} · {r['id']}": r["id"] for _, r in df.iterrows()}
         self.param.runs.objects = list(opts.values())
         self.picker.options = opts
+        if not self.runs and hasattr(self, "empty"):  # the empty state names what to do with the runs there are now
+            self._draw()
 
     def compare(self, run_ids: Sequence[str], key: str | None = None) -> None:
         """Compare these runs (as picking them)."""

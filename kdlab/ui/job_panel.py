@@ -86,6 +86,7 @@ class JobPanel:
         except Exception as e:  # a bad form value or a missing run: said on the page, nothing launched
             self.status.object = f"cannot start: {html.escape(str(e))}"
             return None
+        self.clear()  # what is shown is always the result of ``self.task`` (or nothing yet)
         show_queued(self.button, self.progress, self.status)
         return self.task
 

@@ -58,6 +58,12 @@ def table_frame(df: pd.DataFrame) -> pd.DataFrame:
     out["test_acc"] = pd.to_numeric(full["test_acc"], errors="coerce").round(4)
     out["tags"] = out["tags"].map(lambda ts: ", ".join(ts) if isinstance(ts, list) else "")
     out["created"] = out["created"].map(lambda t: t.strftime("%m-%d %H:%M") if pd.notna(t) else "")
+    # fixed column types, also for no runs: the table picks each column's formatter from the first frame it
+    # shows (an empty store's all-NaN columns would format later runs' text as numbers and dates)
+    for c in COLUMNS:
+        if c != "test_acc":
+            out[c] = out[c].map(_text).astype(object)
+    out["test_acc"] = out["test_acc"].astype("float64")
     return out.reset_index(drop=True)
 
 

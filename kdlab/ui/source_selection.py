@@ -62,6 +62,13 @@ class SourceSelection(param.Parameterized):
     def tick(self) -> None:
         self.job.tick()
 
+    def ranked_params(self) -> dict[str, Any]:
+        """The parameters of the ranking shown (its job's: the form may differ, e.g. in a new session), with the
+        form's metric and temperature (they only weight the ranked sources)."""
+        task = self.job.task
+        p = dict(task.record.spec["params"]) if task is not None else self.job.params()
+        return {**p, "metric": self.job.form.metric, "temperature": self.job.form.temperature}
+
     def launch(self) -> list[Any]:
         """Launch DistillNearest and DistillWeighted in the background (needs a finished ranking)."""
         from kdlab.paths import cache_dir
@@ -71,7 +78,7 @@ class SourceSelection(param.Parameterized):
         if self.job.result is None:
             self.job.status.object = "Rank the sources first."
             return []
-        p = self.job.params()
+        p = self.ranked_params()
         specs = transfer_specs(zoo_of(p), target_of(p), self.job.result["scores"], str(cache_dir("source-selection")),
                                p["metric"], p["temperature"], epochs=self.epochs)
         self.handles = [launch(s, store=self.store) for s in specs.values()]

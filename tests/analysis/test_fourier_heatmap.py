@@ -15,6 +15,7 @@ from kdlab.analysis.fourier_heatmap import (
 )
 from kdlab.analysis.frequency import FrequencyArtifacts
 from kdlab.errors import ConfigError, ShapeError
+from kdlab.jobs import frequency as frequency_job
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -105,7 +106,7 @@ def test_error_map_limits_and_validation():
 
 def test_heatmaps_roundtrip_through_run_artifacts(tmp_path):
     hm = FourierHeatmap(np.random.rand(5, 5), np.random.rand(5, 5), 4.0, 9, 0.1)
-    FrequencyArtifacts(heatmaps={"teacher": hm, "KD <student>": hm}).save(tmp_path)
-    back = FrequencyArtifacts.load(tmp_path).heatmaps
+    frequency_job.save(FrequencyArtifacts(heatmaps={"teacher": hm, "KD <student>": hm}), tmp_path)
+    back = frequency_job.load(tmp_path).heatmaps
     assert list(back) == ["teacher", "KD <student>"]
     assert np.allclose(back["teacher"].error, hm.error) and back["KD <student>"].n_images == 9

@@ -17,6 +17,7 @@ from kdlab.analysis.frequency import (
 )
 from kdlab.errors import ConfigError, ShapeError
 from kdlab.fourier import MAX_RADIUS, band_mask, band_pass, decompose, high_pass, low_pass, low_pass_mask
+from kdlab.jobs import frequency as frequency_job
 from kdlab.models import create
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -135,7 +136,7 @@ def test_feature_spectra_per_stage_and_artifacts_roundtrip(tmp_path):
     assert list(sums.index) == ["features.0", "features.1", "features.2"]
     assert np.allclose(sums.values, 1.0)
     art = FrequencyArtifacts(spectra=df)
-    art.save(tmp_path)
-    back = FrequencyArtifacts.load(tmp_path)
+    frequency_job.save(art, tmp_path)
+    back = frequency_job.load(tmp_path)
     assert back.bands is None and not back.heatmaps and np.allclose(back.spectra.energy, df.energy)
-    assert FrequencyArtifacts.load(tmp_path / "none").empty
+    assert frequency_job.load(tmp_path / "none").empty

@@ -30,7 +30,7 @@ def test_frequency_notebook_runs(tmp_path):
     assert res["runs"] == ["completed", "completed"] and res["jobs"] == ["completed", "completed"], res
     assert res["compare"], res
     assert res["models"] == MODELS and res["maps"] == MODELS and res["spectra"] == MODELS and res["n"] == 8, res
-    assert res["filters"] == ["high", "low"] and res["cutoffs"] == 10 and res["acc"], res
+    assert res["filters"] == ["high", "low", "none"] and res["cutoffs"] == 10 and res["acc"], res
     assert res["figures"] == 4, res  # bands, agreement, heat maps, spectra
     assert res["graph"] == ["GCN teacher", "MLP", "KD-MLP", "FF-G2M-MLP"] and res["seeds"] == [1] * 4, res
     assert res["graph_figures"] == 2, res  # energy bars and the mean ± std table

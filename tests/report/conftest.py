@@ -8,14 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-TINY_SPEC = {
-    "name": "tiny-kd", "seed": 0, "device": "cpu",
-    "data": {"name": "digits", "params": {"n_train": 300}},  # sklearn digits: loads in ms
-    "teacher": {"name": "mlp", "params": {"width": 32}, "optim": {"epochs": 1, "batch_size": 64}},
-    "student": {"name": "mlp", "params": {"width": 16}},
-    "method": {"name": "kd"}, "optim": {"epochs": 2, "batch_size": 64},
-}
+from report_helpers import TINY_SPEC
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
+from kdlab.jobs.condense import run_condensation
 from kdlab.report.condense import condense_section
 from kdlab.report.html import run_figures
 from kdlab.report.runs import load_run
-from kdlab.jobs.condense import run_condensation
 
 NET = {"width": 16, "depth": 2}
 SPEC = {"name": "dm-report", "task": "condense", "seed": 0, "device": "cpu",

@@ -1,25 +1,25 @@
-"""The report's Frequency section: figures from the artifacts the Frequency page saves, none without them."""
+"""The report's Frequency section: the figures of the run's newest completed frequency job, none without one; a
+graph_kd job's own report shows its bars."""
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
-import pandas as pd
+from report_helpers import stored_run
 
-from kdlab.analysis.frequency import FrequencyArtifacts
-from kdlab.report import build, load_run, report_figures
+import kdlab
+from kdlab.report import build, load_run, report_figures, run_from_store
 from kdlab.report.frequency import frequency_section
 
 
-def test_section_reads_the_artifacts_the_page_saves(experiment_dir, tmp_path):
-    from kdlab.ui.frequency import analyze_run
-
-    folder = tmp_path / "run"
-    shutil.copytree(experiment_dir, folder)
-    assert frequency_section(load_run(folder)) == []  # no artifacts yet
-    art = analyze_run(None, folder, split="test", n_images=80, heatmap_images=12, eps=2.0, cutoffs=[0.3, 0.7])
+def test_section_reads_the_frequency_job_of_the_run(experiment_dir, tmp_path):
+    store = kdlab.open_store(tmp_path / "store")
+    rid = stored_run(store, experiment_dir)
+    assert frequency_section(run_from_store(store, rid)) == []  # no job yet
+    job = kdlab.submit("frequency", store, run=rid, split="test", n_images=80, heatmap_images=12, eps=2.0,
+                       device="cpu")
+    assert job.wait(timeout=180) == "completed", job.record.error
+    art = job.result()
     assert set(art.heatmaps) == {"teacher", "student"} and art.heatmaps["teacher"].error.shape == (8, 8)
-    run = load_run(folder)
+    run = load_run(store.run_dir(rid))
     kinds = [k for k, _t, _f in frequency_section(run)]
     assert kinds == ["frequency-bands", "frequency-agreement", "fourier-heatmap"]  # MLPs: no feature maps
     figs = {f.id: f.figure for f in report_figures([run]).all()}
@@ -29,8 +29,9 @@ def test_section_reads_the_artifacts_the_page_saves(experiment_dir, tmp_path):
     assert np.allclose(teacher_low.y, expected)
     heat = figs["kdlab-run0-fourier-heatmap"]
     assert np.allclose(np.asarray(heat.data[0].z, dtype=float), art.heatmaps["teacher"].error)
-    # a graph study saved into the same run adds its bars
-    FrequencyArtifacts(graph=pd.DataFrame({"model": ["GCN teacher", "MLP"], "high_fraction": [0.1, 0.3]})).save(folder)
-    assert [k for k, _t, _f in frequency_section(load_run(folder))][-1] == "graph-energy"
-    html = build([load_run(folder)], tmp_path / "r.html")
-    assert "kdlab-run0-fourier-heatmap" in html and "kdlab-run0-graph-energy" in html
+    assert "kdlab-run0-fourier-heatmap" in build([run], tmp_path / "r.html")
+    study = kdlab.submit("graph_kd", store, nodes=200, epochs=5, features=16, device="cpu")
+    assert study.wait(timeout=180) == "completed", study.record.error
+    own = run_from_store(store, study.id)  # a job's report shows what the job saved
+    assert [k for k, _t, _f in frequency_section(own)] == ["graph-energy"]
+    assert "kdlab-run0-graph-energy" in build([own], tmp_path / "g.html")

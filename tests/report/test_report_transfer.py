@@ -5,9 +5,9 @@ import shutil
 
 import pandas as pd
 
+from kdlab.jobs.transfer_rank import load_selection, save_selection
 from kdlab.report import build
 from kdlab.report.runs import load_run
-from kdlab.jobs.transfer_rank import load_selection, save_selection
 from kdlab.report.transfer import transfer_section
 
 

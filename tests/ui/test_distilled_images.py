@@ -1,11 +1,19 @@
-"""The Distilled images component without a browser: slider over snapshots, neighbours, launch."""
+"""The Distilled images component without a browser: the slider scrubs a condensation run's snapshots, the nearest
+real neighbours of the shown set are a ``neighbours`` job (a worker process) with the plain call's numbers, a new
+page shows that job's result, the notebook widget runs the same job, and Launch starts a condensation run."""
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
-from kdlab.jobs.condense import list_snapshots, run_condensation
-from kdlab.runs.store import open_store
-from kdlab.ui.distilled_images import DistilledImagesPage, DistilledImagesWidget, neighbours
+from kdlab.condense import nearest_real
+from kdlab.jobs.condense import list_snapshots, load_snapshot, run_condensation
+from kdlab.runs.background import RunHandle
+from kdlab.runs.experiment import load_splits
+from kdlab.runs.spec import load_spec
+from kdlab.runs.store import ACTIVE
+from kdlab.ui.distilled_images import DistilledImagesPage, DistilledImagesWidget
 
 NET = {"width": 16, "depth": 2}
 SPEC = {"name": "dm-ui", "task": "condense", "seed": 0, "device": "cpu",
@@ -15,31 +23,69 @@ SPEC = {"name": "dm-ui", "task": "condense", "seed": 0, "device": "cpu",
                      "evaluation": {"epochs": 2, "n_nets": 1, "model_params": {"convnet": NET}}}}
 
 
-def test_page_scrubs_snapshots_and_finds_neighbours(tmp_path):
-    store = open_store(tmp_path / "home")
-    rid = store.create_run(SPEC, status="completed")
-    result = run_condensation(SPEC, store.run_dir(rid))
+def condensed(store, spec=SPEC):
+    rid = store.create_run(spec, status="completed")
+    return rid, run_condensation(spec, store.run_dir(rid))
+
+
+@pytest.mark.timeout(240)
+def test_page_scrubs_snapshots_and_finds_neighbours_in_a_job(store):
+    rid, result = condensed(store)
     page = DistilledImagesPage(store)
     assert page.run_id == rid and page._snapshots == [0, 2, 4] == list_snapshots(store.run_dir(rid))
+    assert page.status.object == "10 images, 1 per class; 3 snapshots" and page.status.css_classes == [
+        "kdlab-distilled-view"]
+    assert page.job.status.object == "press Nearest neighbours to search the real images" and page.job.panes == {}
     page.slider.value = 0
     first = page.current()
     assert page.iteration == 0 and not torch.equal(first.x, result.synthetic.x)  # DM moved the images
+    assert page.grid.object.layout.title.text == "synthetic images per class (iteration 0)"
     page.flips = True
-    assert len(page.grid.object.layout.xaxis.ticktext) == 2  # image + flip columns
+    assert tuple(page.grid.object.layout.xaxis.ticktext) == ("image", "flip")  # image + flip columns
+
     task = page.compute()
-    n = task.result(timeout=120)
+    assert store.get_run(task.id).spec["params"] == {"run": rid, "iteration": 0, "space": "pixel", "k": 5}
+    assert RunHandle(store, task.id).wait(timeout=180) == "completed", task.record.error
     page.tick()
-    assert page.status.object == "done" and all(p.visible for p in page.extra)
-    assert n.index.shape == (10, 5)
+    assert page.job.status.object == f"done (job {task.id})" and not page.job.button.disabled
+    assert {k: (p.visible, p.css_classes) for k, p in page.job.panes.items()} == {
+        "neighbours": (True, ["kdlab-distilled-neighbours"]), "means": (True, ["kdlab-distilled-means"])}
+    n = page.job.result
+    assert n.iteration == 0 and n.space == "pixel" and n.rows == [str(c) for c in range(10)]
+    # the plain call on the snapshot at iteration 0 and the run's real training images
+    syn = load_snapshot(store.run_dir(rid), 0)
+    real = load_splits(load_spec(SPEC)).train
+    firsts = [int((syn.y == c).nonzero()[0, 0]) for c in range(10)]
+    idx, dist = nearest_real(syn.x[firsts], real.x, k=5)
+    np.testing.assert_allclose(n.distances, dist.numpy(), rtol=1e-12)
+    np.testing.assert_array_equal(n.neighbours, real.x[idx].numpy())
+    np.testing.assert_array_equal(n.set_x, syn.x.numpy())
+    np.testing.assert_allclose(n.means[3], real.x[real.y == 3].mean(0).numpy(), rtol=1e-6)
+
+    again = DistilledImagesPage(store)  # a new session: the job's result, no new search
+    assert again.job.task.id == task.id and again.job.result.iteration == 0
+    assert all(p.visible for p in again.job.panes.values())
+    assert [r.id for r in store.jobs("neighbours")] == [task.id]
 
 
-def test_neighbours_in_feature_space_find_an_exact_copy(tmp_path):
-    from kdlab.condense import condense
-    from kdlab.data import load
-
-    train = load("digits", split="train", n_train=200)
-    syn = condense(train, method="random", ipc=1, seed=0)
-    n = neighbours(lambda *a: None, syn, train, space="feature", k=2)
+@pytest.mark.timeout(240)
+def test_widget_finds_an_exact_copy_in_feature_space_and_launch_starts_a_run(store):
+    spec = {**SPEC, "name": "random-ui",
+            "condense": {"params": {"method": "random", "ipc": 1, "iterations": 0, "model_params": NET},
+                         "evaluation": {"epochs": 1, "n_nets": 1, "model_params": {"convnet": NET}}}}
+    rid, _ = condensed(store, spec)
+    widget = DistilledImagesWidget(rid, store=store, space="feature", k=2)
+    n = widget.wait(timeout=180)
+    assert widget.task.record.spec["params"] == {"run": rid, "iteration": 0, "space": "feature", "k": 2}
+    assert n.space == "feature" and n.distances.shape == (10, 2)
     assert (n.distances[:, 0] < 1e-3).all()  # each selected real image is its own nearest neighbour
-    widget = DistilledImagesWidget(syn, real=train)
-    assert widget.wait(timeout=120).index.shape == (10, 5)
+    np.testing.assert_allclose(n.neighbours[:, 0], n.synthetic, atol=1e-6)  # the set holds real images
+
+    page = DistilledImagesPage(store, run_id=rid)
+    page.method, page.ipc, page.iterations = "random", 1, 0
+    launched = page.launch()
+    rec = store.get_run(launched)
+    assert page.run_id == launched and launched in page.picker.options.values()
+    assert rec.spec["task"] == "condense" and rec.spec["condense"]["params"]["method"] == "random"
+    assert rec.status in ACTIVE
+    assert RunHandle(store, launched).cancel() == "cancelled"
