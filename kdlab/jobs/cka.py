@@ -138,7 +138,8 @@ class CKAJob(Job):
         p = ctx.params
         run = source_models(ctx, need_teacher=True)
         data = getattr(run.splits, p["split"])
-        cka, agree, emb = analyze(run.teacher, run.student, data, pool=p["pool"], batch_size=p["batch_size"],
+        teacher, student = run.teacher.to(ctx.device), run.student.to(ctx.device)  # device: auto -> the GPU
+        cka, agree, emb = analyze(teacher, student, data, pool=p["pool"], batch_size=p["batch_size"],
                                   max_samples=p["max_samples"], embedding=p["embedding"],
                                   cache_dir=ctx.run_dir / "embeddings", progress=ctx.progress, device=ctx.device)
         save(ctx.run_dir, cka, agree, emb, list(data.classes))

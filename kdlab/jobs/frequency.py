@@ -119,6 +119,7 @@ class FrequencyJob(Job):
         for other in p["compare"]:
             name = ctx.store.get_run(other).name
             models[name if name not in models else f"{name} ({other})"] = load_models(ctx.store.run_dir(other)).student
+        models = {k: m.to(ctx.device) for k, m in models.items()}  # the analyses run where the models are
         data = getattr(src.splits, p["split"])
         n = min(int(p["n_images"]), len(data))
         x, y = data.x[:n], data.y[:n]

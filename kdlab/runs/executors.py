@@ -133,6 +133,9 @@ class LocalExecutor(Executor):
 
     def check(self, spec: ExperimentSpec) -> None:
         n = spec.resources.processes
+        if n > 1 and getattr(spec, "kind", "train") != "train":
+            raise ConfigError(f"resources.processes: only training runs use several processes; a "
+                              f"{spec.kind} job runs in one (got {n})")
         if n > 1 and spec.device != "cpu":
             import torch
 
