@@ -12,9 +12,9 @@ import torch
 from bench.common import OUT, VIT_OPTIM, kd_setup, markdown, save
 from kdlab.analysis.cka import cka_matrix, matched_diagonal
 from kdlab.distill.evaluate import score
+from kdlab.jobs.cka import default_layers
 from kdlab.models import create
 from kdlab.models.inference import predict
-from kdlab.jobs.cka import default_layers
 
 STUDENTS = {"CNN": ("convnet", {"width": 16, "depth": 3}), "MLP": ("mlp", {"width": 256, "depth": 3}),
             "ViT": ("vit_tiny", {"dim": 64, "depth": 3, "heads": 4})}

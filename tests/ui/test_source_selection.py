@@ -75,17 +75,27 @@ def test_ranking_job_matches_the_plain_call_and_a_new_session_launches_from_it(z
 
 
 @pytest.mark.timeout(240)
-def test_failures_are_reported_escaped(zoo, store):
+def test_failures_are_reported_escaped_and_hide_the_previous_ranking(zoo, store):
     comp = SourceSelection(store=store, target="no<b>such", **zoo_params(zoo))
     assert comp.rank() is None and store.records() == []  # refused before any run exists
     assert comp.status.object.startswith("cannot start: params.target: unknown dataset")
     assert "&#x27;no&lt;b&gt;such&#x27;" in comp.status.object and "<b>" not in comp.status.object
 
-    comp.job.form.target, comp.job.form.labels_per_class = "digits", 1000  # fails in the worker
+    comp.job.form.target, comp.job.form.labels_per_class = "digits", 3
+    done = comp.rank()
+    assert RunHandle(store, done.id).wait(timeout=180) == "completed", done.record.error
+    comp.tick()
+    assert comp.result is not None and all(p.visible for p in comp.job.panes.values())
+
+    comp.job.form.labels_per_class = 1000  # fails in the worker
     task = comp.rank()
+    assert comp.result is None and not any(p.visible for p in comp.job.panes.values())  # not the old ranking
+    assert comp.launch() == []  # nothing ranked by this job yet: no runs from the previous ranking
     assert RunHandle(store, task.id).wait(timeout=180) == "failed"
     comp.tick()
     assert comp.status.object.startswith("failed: failed: ConfigError: labels_per_class: 1000 x 10 classes")
     assert "&#x27;digits&#x27;" in comp.status.object  # the quotes of the message, escaped
-    assert comp.result is None and comp.job.panes == {} and not comp.job.button.disabled
+    assert comp.result is None and not any(p.visible for p in comp.job.panes.values())
+    assert not comp.job.button.disabled
     assert comp.launch() == [] and comp.status.object == "Rank the sources first."
+    assert len(store.records()) == 2  # the two ranking jobs, no training run
