@@ -45,10 +45,14 @@ def cmd_runs(args: argparse.Namespace) -> None:
     reconcile(store)  # dead workers show as interrupted; nothing is started by listing
     df = store.list_runs(status=args.status or None)
     if len(df):
+        def progress(r: Any) -> str:  # epochs of a training run, the share done of any other job
+            if r["kind"] == "train":
+                return f"{int(r['epoch'])}/{int(r['epochs'])}"
+            return f"{100 * store.progress(r['id']).fraction:.0f}%"
+
         df = df.assign(created=df["created"].dt.tz_convert(None).dt.strftime("%m-%d %H:%M:%S"),
-                       duration_s=df["duration_s"].round(1), progress=df["epoch"].astype(str) + "/" +
-                       df["epochs"].astype(str))
-    cols = ["id", "name", "status", "progress", "method", "teacher", "student", "data", "test_acc", "created",
+                       duration_s=df["duration_s"].round(1), progress=df.apply(progress, axis=1))
+    cols = ["id", "name", "kind", "status", "progress", "method", "teacher", "student", "data", "test_acc", "created",
             "duration_s", "device", "error"]
     _print_frame(df[cols] if len(df) else df)
 
