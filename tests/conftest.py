@@ -13,6 +13,20 @@ os.environ.setdefault("KDLAB_CACHE", os.path.join(_ROOT, "cache"))
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Every test runs under a time limit (``timeout`` in pyproject.toml, ``@pytest.mark.timeout(N)`` for slower
+    ones): without pytest-timeout the suite refuses to start rather than run unguarded."""
+    if not config.pluginmanager.hasplugin("timeout"):
+        raise pytest.UsageError("pytest-timeout is not installed: `make test` installs it (pip install -e '.[dev]')")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        mark = item.get_closest_marker("timeout")
+        if mark is not None and not (mark.args[0] if mark.args else mark.kwargs.get("timeout", 1)):
+            raise pytest.UsageError(f"{item.nodeid}: timeout(0) would let it hang; give it a limit in seconds")
+
+
 @pytest.fixture
 def rng() -> torch.Generator:
     return torch.Generator().manual_seed(0)

@@ -101,7 +101,7 @@ class DistilledImagesPage(param.Parameterized):
         self._draw()
         if self.run_id is None:
             self.job.button.disabled = True
-            self.job.status.object = "no condensation run yet: launch one below"
+            self.job.status.object = "the neighbour search needs a condensation run"
         else:
             self.job.follow(of=self.run_id)
 

@@ -61,8 +61,9 @@ class JobPanel:
         self.fixed = fixed or (lambda: {})
         self.empty, self.heights = empty, dict(heights or {})
         self.form = params_form(kind, exclude)
-        self.controls = pn.Param(self.form.param, show_name=False, default_layout=pn.Row,
-                                 parameters=[k for k in self.form.param if k != "name"])
+        form = pn.Param(self.form.param, show_name=False, parameters=[k for k in self.form.param if k != "name"],
+                        widgets={k: {"width": 200} for k in self.form.param if k != "name"})
+        self.controls = pn.FlexBox(*form.layout.objects, sizing_mode="stretch_width")  # wraps at any width
         self.task: JobTask | None = None
         self.result: Any = None
         self.button = pn.widgets.Button(name=button, button_type="primary", css_classes=[f"kdlab-{css}-compute"])
@@ -98,12 +99,22 @@ class JobPanel:
             self.button.disabled, self.progress.visible = False, False
             self.status.object = self.empty
             return None
+        self._form_from(self.task)
         if self.task.done:
             self.button.disabled = True  # let poll draw the result (or say why it failed) once
         else:
             show_queued(self.button, self.progress, self.status)
         self.tick()
         return self.task
+
+    def _form_from(self, task: JobTask) -> None:
+        """Set the form to the parameters ``task`` runs with, so that it says what the figures show."""
+        saved = task.record.spec.get("params") or {}
+        values = {k: v for k, v in saved.items() if k in self.form.param and k != "name"}
+        try:
+            self.form.param.update(**values)
+        except (ValueError, TypeError):  # a job of an older declaration: the form keeps its values
+            pass
 
     def tick(self) -> None:
         """Mirror the job from the store; draw its result once it has ended (the dashboard calls this)."""
@@ -145,5 +156,5 @@ class JobPanel:
 
     def panel(self, *head: Any) -> pn.viewable.Viewable:
         """The panel's face: ``head`` (e.g. a run picker) and the button, the form, the status, the figures."""
-        return pn.Column(pn.Row(*head, self.button, self.progress), self.controls, self.status, self.figures,
-                         sizing_mode="stretch_width")
+        return pn.Column(pn.FlexBox(*head, self.button, self.progress, sizing_mode="stretch_width"), self.controls,
+                         self.status, self.figures, sizing_mode="stretch_width")

@@ -19,6 +19,7 @@ COLUMNS = ["id", "name", "status", "epoch", "method", "test_acc", "created", "ta
 # most telling columns first; columns that do not fit are left out whole from the right (never cut), the run
 # detail page shows everything. The id stays in the table's value (selection, clicks) but is not shown.
 HIDDEN = ["id"]
+TABLE_HEIGHT, EMPTY_HEIGHT = 470, 44  # px: 15 rows and the pager; the header alone
 TITLES = {"name": "run", "epoch": "epoch", "models": "teacher → student", "test_acc": "test acc"}
 
 
@@ -80,7 +81,7 @@ class RunsTable(param.Parameterized):
         self.store, self.on_open = store, on_open
         self.all = store.list_runs()
         self.table = pn.widgets.Tabulator(table_frame(self.all), selectable="checkbox", pagination="remote",
-                                          page_size=15, show_index=False, disabled=True, height=470,
+                                          page_size=15, show_index=False, disabled=True, height=TABLE_HEIGHT,
                                           layout="fit_data_stretch", hidden_columns=HIDDEN, titles=TITLES,
                                           configuration={"responsiveLayout": "hide"},
                                           sizing_mode="stretch_width", css_classes=["kdlab-runs-table"])
@@ -121,7 +122,11 @@ class RunsTable(param.Parameterized):
         elif not len(shown):
             self.empty.object = "No run matches these filters: clear them to see all runs."
         self.empty.visible = not len(shown)
-        self.table.visible = bool(len(shown))
+        # an empty table shrinks to its header (hiding it instead would leave it blank when rows arrive: the
+        # grid measures its columns only while shown)
+        height = TABLE_HEIGHT if len(shown) else EMPTY_HEIGHT
+        if self.table.height != height:
+            self.table.height = height
         self.tag_row.visible = bool(len(self.all))
 
     def refresh(self, reap: bool = True) -> None:

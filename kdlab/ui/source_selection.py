@@ -37,12 +37,12 @@ class SourceSelection(param.Parameterized):
         self.job = JobPanel(self.store, "transfer_rank", self._draw, "ss", button="Rank sources", exclude=(),
                             empty="Pick a target and press **Rank sources**.",
                             message=lambda saved: f"Ranked {len(saved['scores'])} sources.")
-        for k, v in job_params.items():
-            setattr(self.job.form, k, v)
         self.job.form.param.watch(lambda _e: self.job.result is not None and self.job.show(self.job.result),
                                   ["metric", "temperature"])
         self.handles: list[Any] = []
-        self.job.follow()
+        self.job.follow()  # the newest ranking, its parameters in the form; those given here take precedence
+        for k, v in job_params.items():
+            setattr(self.job.form, k, v)
 
     @property
     def status(self) -> Any:

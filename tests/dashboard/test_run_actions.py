@@ -88,7 +88,7 @@ def test_empty_states_say_what_to_do(store):
 
     live, table, detail, compare = LiveCurves(store), RunsTable(store), RunDetail(store), ComparePage(store)
     assert not live.plot.visible and "Launch a run" in live.empty.object
-    assert not table.table.visible and "launch one" in table.empty.object
+    assert table.empty.visible and "launch one" in table.empty.object
     assert not detail.plot.visible and "launch one" in detail.empty.object
     assert not compare.plot.visible and "launch one" in compare.empty.object and compare.export_button.disabled
     queued = _run(store, "queued")

@@ -74,6 +74,7 @@ def test_page_computes_in_a_job_and_a_new_session_shows_the_result(store, finish
     assert again.job.task.id == task.id and again.status.object == f"done (job {task.id})"
     np.testing.assert_allclose(heat_z(again), want.to_numpy(), atol=1e-10)
     assert not again.button.disabled and all(p.visible for p in again.job.panes.values())
+    assert (again.job.form.split, again.job.form.max_samples, again.job.form.batch_size) == ("test", 120, 50)
     assert [r.id for r in store.jobs("cka")] == [task.id]
 
 

@@ -51,16 +51,19 @@ def test_ranking_job_matches_the_plain_call_and_a_new_session_launches_from_it(z
     assert abs(bars.y[0] - 0.5) < 0.01  # a high temperature spreads the weight evenly
     assert [r.id for r in store.jobs("transfer_rank")] == [task.id]
 
-    again = SourceSelection(store=store)  # a new session: its form has the defaults, it shows the ranking
+    again = SourceSelection(store=store)  # a new session: it shows the ranking, its form the ranking's parameters
     assert again.job.task.id == task.id and again.status.object == f"Ranked 2 sources. (job {task.id})"
     pd.testing.assert_frame_equal(again.result["scores"], scores)
-    assert again.ranked_params() == {**store.get_run(task.id).spec["params"], "metric": "linear_probe",
-                                     "temperature": 0.5}
+    saved = store.get_run(task.id).spec["params"]
+    assert again.job.params() == saved
+    # the form changed but not ranked again: runs are launched from the ranking shown, weighted as the form says
+    again.job.form.labels_per_class, again.job.form.zoo_root, again.job.form.metric = 10, None, "linear_probe"
+    assert again.ranked_params() == {**saved, "metric": "linear_probe"}
     nb = again.widget()  # the notebook face picks the same job up
     assert nb.follow().id == task.id and nb.update() and nb.label.value == "Ranked 2 sources."
 
     again.epochs = 1
-    handles = again.launch()  # from the ranking's zoo and target, not the form's defaults
+    handles = again.launch()  # from the ranking's zoo and target, not the form's
     specs = {h.record.spec["name"]: h.record.spec for h in handles}
     assert set(specs) == {"distill-nearest-digits", "distill-weighted-digits"}
     best = scores["linear_probe"].idxmax()
