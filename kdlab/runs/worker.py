@@ -174,7 +174,7 @@ def execute(run_id: str, store_root: str | os.PathLike[str] | None = None, own_p
             store.log(run_id, f"{job.name} jobs do not resume: starting over")
         ctx = JobContext(spec, run_dir, device, store if is_main else None, run_id, resume=run.resume,
                          options=dict(run.options))
-        print(f"kdlab worker: {job.name} run {run_id} ({spec.name}) on {device}, resume={run.resume}", flush=True)
+        print(f"kdlab worker: run {run_id} ({job.name} job {spec.name}) on {device}, resume={run.resume}", flush=True)
         summary = job.run(ctx)
         if own_process:
             signal.signal(signal.SIGTERM, _quiet)

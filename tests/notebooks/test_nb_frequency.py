@@ -2,14 +2,10 @@
 launched into a temporary store, the ``frequency`` job on them and the ``graph_kd`` study, through the widgets."""
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 from nb_helpers import run_notebook
 
-pytestmark = [pytest.mark.slow]
-if importlib.util.find_spec("pytest_timeout") is not None:
-    pytestmark.append(pytest.mark.timeout(600))
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 MODELS = ["frequency-vanilla", "student", "teacher"]  # compared runs are named by their run name
 

@@ -2,14 +2,10 @@
 kernel, and the widget analysing a KD run launched into a temporary store (a ``cka`` job)."""
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 from nb_helpers import run_notebook
 
-pytestmark = [pytest.mark.slow]
-if importlib.util.find_spec("pytest_timeout") is not None:
-    pytestmark.append(pytest.mark.timeout(600))
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 TEACHER_LAYERS = ["features.0", "features.1", "features.2", "classifier"]
 STUDENT_LAYERS = ["blocks.0", "blocks.1", "blocks.2", "head"]

@@ -43,6 +43,7 @@ def faces():
     return button, bar, status
 
 
+@pytest.mark.timeout(120)
 def test_task_progress_mirrors_the_store_and_result_is_read_by_the_kind(store, gated_kind, tmp_path):
     gate = tmp_path / "gate"
     gate.mkdir()
@@ -66,6 +67,7 @@ def test_task_progress_mirrors_the_store_and_result_is_read_by_the_kind(store, g
     assert JobTask(store, task.id).result() == task.result()  # nothing is held by the task object
 
 
+@pytest.mark.timeout(120)
 def test_errors_surface_escaped_and_cancel_stops_the_worker(store, gated_kind, tmp_path):
     gate = tmp_path / "gate"
     gate.mkdir()
@@ -91,6 +93,7 @@ def test_errors_surface_escaped_and_cancel_stops_the_worker(store, gated_kind, t
              timeout=10, what="the worker to exit")
 
 
+@pytest.mark.timeout(120)
 def test_latest_finds_the_newest_job_of_a_kind_for_a_run(store, gated_kind, tmp_path):
     gate = tmp_path / "gate"
     gate.mkdir()
@@ -109,6 +112,7 @@ def test_latest_finds_the_newest_job_of_a_kind_for_a_run(store, gated_kind, tmp_
     assert latest(store, gated_kind, of="run-a").result() == {"steps": 1, "squares": [1]}
 
 
+@pytest.mark.timeout(120)
 def test_poll_drives_button_bar_and_status(store, gated_kind, tmp_path, monkeypatch):
     gate = tmp_path / "gate"
     gate.mkdir()
