@@ -164,6 +164,13 @@ class RunHandle:
     def done(self) -> bool:
         return self.status in TERMINAL
 
+    def failure(self) -> str | None:
+        """Why the run did not complete (``"failed: <error>"``); None while it runs or once it completed."""
+        rec = self.record
+        if rec.status in TERMINAL and rec.status != "completed":
+            return f"{rec.status}: {rec.error or 'no error recorded'}"
+        return None
+
     def metrics(self, since_step: int | None = None, **kw: Any) -> pd.DataFrame:
         """Tidy metric rows (see ``Store.metrics``); ``since_step`` for incremental polling."""
         return self.store.metrics(self.id, since_step=since_step, **kw)

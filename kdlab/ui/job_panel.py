@@ -17,9 +17,10 @@ import panel as pn
 import param
 
 from kdlab.registry import Param
+from kdlab.runs.background import RunHandle
 from kdlab.runs.job import get_job
 from kdlab.runs.store import Store
-from kdlab.ui.tasks import JobTask, latest, poll, show_queued, submit
+from kdlab.ui.tasks import latest, poll, show_queued, submit
 
 PLOT_HEIGHT = 420
 
@@ -64,7 +65,7 @@ class JobPanel:
         form = pn.Param(self.form.param, show_name=False, parameters=[k for k in self.form.param if k != "name"],
                         widgets={k: {"width": 200} for k in self.form.param if k != "name"})
         self.controls = pn.FlexBox(*form.layout.objects, sizing_mode="stretch_width")  # wraps at any width
-        self.task: JobTask | None = None
+        self.task: RunHandle | None = None
         self.result: Any = None
         self.button = pn.widgets.Button(name=button, button_type="primary", css_classes=[f"kdlab-{css}-compute"])
         self.button.on_click(lambda _e: self.compute())
@@ -78,8 +79,8 @@ class JobPanel:
         values = {k: getattr(self.form, k) for k in self.form.param if k != "name"}
         return {**values, **self.fixed()}
 
-    def compute(self) -> JobTask | None:
-        """Submit the job (as the button does); returns its ``JobTask``, or None when the page lacks a choice."""
+    def compute(self) -> RunHandle | None:
+        """Submit the job (as the button does); returns its ``RunHandle``, or None when the page lacks a choice."""
         if self.task is not None and not self.task.done:
             return self.task
         try:
@@ -91,7 +92,7 @@ class JobPanel:
         show_queued(self.button, self.progress, self.status)
         return self.task
 
-    def follow(self, of: str | None = None) -> JobTask | None:
+    def follow(self, of: str | None = None) -> RunHandle | None:
         """Show the newest job of this kind (analysing run ``of``): its live progress, or its result."""
         self.task = latest(self.store, self.kind, of=of)
         self.clear()
@@ -107,7 +108,7 @@ class JobPanel:
         self.tick()
         return self.task
 
-    def _form_from(self, task: JobTask) -> None:
+    def _form_from(self, task: RunHandle) -> None:
         """Set the form to the parameters ``task`` runs with, so that it says what the figures show."""
         saved = task.record.spec.get("params") or {}
         values = {k: v for k, v in saved.items() if k in self.form.param and k != "name"}

@@ -74,7 +74,7 @@ class RepresentationsPage(FinishedRunChoice, param.Parameterized):
             self.job.show(self.job.result)
 
     def compute(self) -> Any:
-        """Start a cka job on the picked run (as clicking Compute); returns its ``JobTask``."""
+        """Start a cka job on the picked run (as clicking Compute); returns its ``RunHandle``."""
         return self.job.compute()
 
     def tick(self) -> None:

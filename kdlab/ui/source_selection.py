@@ -56,7 +56,7 @@ class SourceSelection(param.Parameterized):
         return selection_figures(saved, self.job.form.metric, self.job.form.temperature)
 
     def rank(self) -> Any:
-        """Start ranking in a background job (returns its ``JobTask`` at once)."""
+        """Start ranking in a background job (returns its ``RunHandle`` at once)."""
         return self.job.compute()
 
     def tick(self) -> None:

@@ -13,8 +13,9 @@ import html
 import time
 from typing import Any
 
+from kdlab.runs.background import RunHandle
 from kdlab.runs.store import Store, open_store
-from kdlab.ui.tasks import JobTask, latest, submit
+from kdlab.ui.tasks import latest, submit
 
 POLL_S = 0.5
 
@@ -38,7 +39,7 @@ class TaskWidget:
 
         self.store = store if isinstance(store, Store) else open_store(store)
         self.params = params
-        self.task: JobTask | None = None
+        self.task: RunHandle | None = None
         self.result: Any = None
         self._shown: str | None = None  # the id of the job whose result is drawn
         self._follower: asyncio.Task | None = None
@@ -58,18 +59,18 @@ class TaskWidget:
         return "done"
 
     # -- actions -----------------------------------------------------------------------------------
-    def compute(self) -> JobTask:
+    def compute(self) -> RunHandle:
         """Submit the job (a run in the store) and follow it; returns at once."""
         if self.task is not None and not self.task.done:
             return self.task
         return self.follow(submit(self.store, self.kind, **self.params))
 
-    def follow(self, task: JobTask | str | None = None) -> JobTask | None:
-        """Show ``task`` (a ``JobTask`` or run id; default: the newest job of this kind) live, then its result."""
+    def follow(self, task: RunHandle | str | None = None) -> RunHandle | None:
+        """Show ``task`` (a ``RunHandle`` or run id; default: the newest job of this kind) live, then its result."""
         if task is None:
             task = latest(self.store, self.kind, of=self.params.get("run"))
         elif isinstance(task, str):
-            task = JobTask(self.store, task)
+            task = RunHandle(self.store, task)
         self.task, self._shown = task, None
         if task is None:
             self.label.value = "no job yet: press the button"
@@ -105,7 +106,7 @@ class TaskWidget:
             return True
         self._shown = task.id
         self.button.disabled, self.progress.value = False, 1.0
-        error = task.error()
+        error = task.failure()
         if error is not None:
             self.label.value = f"failed: {html.escape(error)}"
             return True
@@ -127,7 +128,7 @@ class TaskWidget:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {task.id} is still {task.status} after {timeout:g} s")
             time.sleep(POLL_S / 2)
-        error = task.error()
+        error = task.failure()
         if error is not None:
             raise RuntimeError(f"job {task.id} {error}")
         return self.result

@@ -3,14 +3,10 @@ condensation, and the same condensation as a run of a temporary store, viewed wi
 job)."""
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 from nb_helpers import run_notebook
 
-pytestmark = [pytest.mark.slow]
-if importlib.util.find_spec("pytest_timeout") is not None:
-    pytestmark.append(pytest.mark.timeout(600))
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 DIGITS = [str(d) for d in range(10)]
 

@@ -14,7 +14,8 @@ STUDENT_LAYERS = ["blocks.0", "blocks.1", "blocks.2", "head"]
 def test_representations_notebook_runs(tmp_path):
     res = run_notebook(
         "02_representations.ipynb", tmp_path,
-        "{'epochs': sorted(recorder.frame()['epoch'].unique().tolist()), 'grid': [list(grid.index), list(grid.columns)], "
+        "{'epochs': sorted(recorder.frame()['epoch'].unique().tolist()), "
+        "'grid': [list(grid.index), list(grid.columns)], "
         "'kd': kd.status, 'job': [widget.task.kind, widget.task.status, widget.params['run'] == kd.id], "
         "'cka': [list(rep.cka.index), list(rep.cka.columns)], 'n': rep.cka.attrs['n_samples'], "
         "'cka_range': bool(((rep.cka >= -1e-6) & (rep.cka <= 1 + 1e-6)).all().all()), "

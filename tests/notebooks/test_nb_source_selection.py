@@ -3,14 +3,10 @@
 runs of a temporary store, the report is written."""
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 from nb_helpers import run_notebook
 
-pytestmark = [pytest.mark.slow]
-if importlib.util.find_spec("pytest_timeout") is not None:
-    pytestmark.append(pytest.mark.timeout(600))
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 SOURCES = ["mnist", "mnist_invert", "mnist_parity"]
 

@@ -1,4 +1,4 @@
-"""Following background jobs from a UI (``kdlab.ui.tasks``): a ``JobTask`` is a view of a run of the store, done by a
+"""Following background jobs from a UI (``kdlab.ui.tasks``): a ``RunHandle`` is a view of a run of the store, done by a
 real worker process. Its progress is the store's, errors come back (escaped where shown), ``latest`` finds the
 newest job of a kind for a run, and ``poll`` drives a page's button, progress bar and status pane."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from kdlab.runs.background import RunHandle
 from kdlab.runs.job import PROGRESS
 from kdlab.runs.scheduler import refresh
-from kdlab.ui.tasks import JobTask, latest, poll, show_queued, submit
+from kdlab.ui.tasks import latest, poll, show_queued, submit
 
 
 def wait_for(pred, timeout: float = 60.0, what: str = "condition"):
@@ -50,21 +50,21 @@ def test_task_progress_mirrors_the_store_and_result_is_read_by_the_kind(store, g
     t0 = time.perf_counter()
     task = submit(store, gated_kind, gate=str(gate), steps=4)
     assert time.perf_counter() - t0 < 5 and not task.done  # the call returns while the worker waits at step 1
-    assert isinstance(task, JobTask) and task.kind == gated_kind and task.run_dir == store.run_dir(task.id)
+    assert isinstance(task, RunHandle) and task.kind == gated_kind and task.run_dir == store.run_dir(task.id)
     assert store.get_run(task.id).spec["params"] == {"run": None, "gate": str(gate), "steps": 4, "fail": ""}
-    assert task.result() is None and task.error() is None
+    assert task.result() is None and task.failure() is None
     for step in (1, 2, 3):
         go(gate, step)
-        p = wait_for(lambda s=step: task.progress.done == s and task.progress, what=f"step {step}")
+        p = wait_for(lambda s=step: task.progress().done == s and task.progress(), what=f"step {step}")
         assert (p.done, p.total) == store_progress(store, task.id) == (step, 4)
         assert p.fraction == step / 4 and p.message == f"step {step}/4"
         assert task.status == "running" and not task.done
     go(gate, 4)
     assert RunHandle(store, task.id).wait(timeout=60) == "completed", task.record.error
-    assert task.done and task.error() is None and task.progress.fraction == 1.0
-    assert task.progress.message.startswith("completed")  # the last log line: the worker's own
+    assert task.done and task.failure() is None and task.progress().fraction == 1.0
+    assert task.progress().message.startswith("completed")  # the last log line: the worker's own
     assert task.result() == {"steps": 4, "squares": [1, 4, 9, 16]}
-    assert JobTask(store, task.id).result() == task.result()  # nothing is held by the task object
+    assert RunHandle(store, task.id).result() == task.result()  # nothing is held by the task object
 
 
 @pytest.mark.timeout(120)
@@ -78,7 +78,7 @@ def test_errors_surface_escaped_and_cancel_stops_the_worker(store, gated_kind, t
     drawn = []
     assert RunHandle(store, task.id).wait(timeout=60) == "failed"
     poll(task, button, bar, status, drawn.append)
-    assert task.error() == "failed: ValueError: bad <layer> & co"  # the raw error for Python callers
+    assert task.failure() == "failed: ValueError: bad <layer> & co"  # the raw error for Python callers
     assert status.object == "failed: failed: ValueError: bad &lt;layer&gt; &amp; co"  # escaped on the page
     assert not button.disabled and not bar.visible and drawn == [] and task.result() is None
 
@@ -86,7 +86,7 @@ def test_errors_surface_escaped_and_cancel_stops_the_worker(store, gated_kind, t
     wait_for(lambda: blocked.record.pid is not None and blocked.status == "running", what="a running worker")
     pid = blocked.record.pid
     assert blocked.cancel() == "cancelled"
-    assert blocked.done and blocked.error().startswith("cancelled: ")
+    assert blocked.done and blocked.failure().startswith("cancelled: ")
     import psutil
 
     wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
@@ -132,7 +132,7 @@ def test_poll_drives_button_bar_and_status(store, gated_kind, tmp_path, monkeypa
     monkeypatch.setenv("KDLAB_MAX_CONCURRENT", "2")
     refresh(store)  # the dashboard tick's scheduling call starts it
     go(gate, 1)
-    wait_for(lambda: task.progress.done == 1, what="step 1")
+    wait_for(lambda: task.progress().done == 1, what="step 1")
     poll(task, button, bar, status, drawn.append)
     assert (bar.value, status.object) == (50, "computing: step 1/2")
     assert button.disabled and bar.visible and drawn == []
@@ -165,7 +165,7 @@ def test_task_widget_follows_a_job_and_a_new_widget_picks_it_up(store, gated_kin
     task = w.compute()
     assert w.button.disabled and w.compute().id == task.id  # a second click while it runs: the same job
     go(gate, 1)
-    wait_for(lambda: task.progress.done == 1, what="step 1")
+    wait_for(lambda: task.progress().done == 1, what="step 1")
     assert w.update() is False and w.progress.value == 0.5 and w.label.value == "running: step 1/2"
     go(gate, 2)
     assert w.wait(timeout=60) == {"steps": 2, "squares": [1, 4]}
