@@ -7,9 +7,9 @@ import pytest
 
 from kdlab.condense import SyntheticSet
 from kdlab.errors import ConfigError
+from kdlab.jobs.condense import EVAL_FILE, GRID_FILE, SNAPSHOT_DIR, SYNTHETIC_FILE, run_condensation
 from kdlab.report.runs import load_run
 from kdlab.runs import launch, open_store
-from kdlab.jobs.condense import EVAL_FILE, GRID_FILE, SNAPSHOT_DIR, SYNTHETIC_FILE, run_condensation
 from kdlab.runs.spec import load_spec
 
 NET = {"width": 16, "depth": 2}
