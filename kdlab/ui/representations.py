@@ -75,6 +75,7 @@ class RepresentationsPage(FinishedRunChoice, param.Parameterized):
 
     def compute(self) -> Any:
         """Start a cka job on the picked run (as clicking Compute); returns its ``RunHandle``."""
+        self.warning.visible = False  # the new job's result says whether it needs one
         return self.job.compute()
 
     def tick(self) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import panel as pn
 import param
 
+from kdlab.errors import unknown
 from kdlab.jobs.transfer_rank import target_of, zoo_of
 from kdlab.runs.store import Store, open_store
 from kdlab.transfer import source_weights
@@ -31,8 +32,8 @@ class SourceSelection(param.Parameterized):
 
     epochs = param.Integer(default=12, bounds=(1, 500), doc="student epochs of the launched runs")
 
-    def __init__(self, store: Store | None = None, **job_params: Any):
-        super().__init__()
+    def __init__(self, store: Store | None = None, epochs: int = 12, **job_params: Any):
+        super().__init__(epochs=epochs)
         self.store = store if store is not None else open_store()
         self.job = JobPanel(self.store, "transfer_rank", self._draw, "ss", button="Rank sources", exclude=(),
                             empty="Pick a target and press **Rank sources**.",
@@ -42,7 +43,14 @@ class SourceSelection(param.Parameterized):
         self.handles: list[Any] = []
         self.job.follow()  # the newest ranking, its parameters in the form; those given here take precedence
         for k, v in job_params.items():
+            if k not in self.job.form.param or k == "name":
+                raise unknown("transfer_rank parameter", k, [p for p in self.job.form.param if p != "name"],
+                              where="SourceSelection")
             setattr(self.job.form, k, v)
+
+    def follow(self) -> Any:
+        """Show the newest ranking in the store (e.g. the one the notebook widget just made), for ``launch``."""
+        return self.job.follow()
 
     @property
     def status(self) -> Any:
