@@ -34,6 +34,7 @@ class RepresentationsPage(FinishedRunChoice, param.Parameterized):
                             empty="press Compute to analyse this run", heights={"embeddings": 460})
         self.color = pn.widgets.RadioButtonGroup.from_param(self.param.color_by, name="colour embeddings by")
         self.warning = pn.pane.Alert("", alert_type="warning", visible=False)
+        self.job.button.on_click(lambda _e: setattr(self.warning, "visible", False))  # a new job: its own warning
         self.epochs = pn.pane.Plotly(sizing_mode="stretch_width", height=400, config={"displaylogo": False},
                                      visible=False, css_classes=["kdlab-repr-epochs"])
         self.refresh_options()
