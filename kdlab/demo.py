@@ -9,6 +9,7 @@ Afterwards ``kdlab runs`` lists them and ``make serve`` shows them.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from collections.abc import Mapping
@@ -86,7 +87,8 @@ def _bar(bars: dict[str, Any], phase: dict[str, str], label: str, msg: str, p: A
     phase[label] = name
     if label not in bars:
         bars[label] = tqdm(total=p.total, desc=f"{label} {name}"[:40], file=stream, leave=True,
-                           bar_format="{desc:<28} {percentage:3.0f}%|{bar:30}| {n:g}/{total:g} {postfix}")
+                           ncols=min(120, shutil.get_terminal_size().columns), nrows=40,  # a 0x0 pty draws too
+                           bar_format="{desc:<26} {percentage:3.0f}%|{bar:20}|{postfix}")
     bar = bars[label]
     bar.total, bar.n = p.total, p.done
     bar.set_postfix_str(msg.split(":", 1)[-1].strip()[:50], refresh=False)
