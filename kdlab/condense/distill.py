@@ -190,12 +190,24 @@ class _Job:
             return self.real[random_real(self.train, self.cfg.ipc, self.g)].clone()
         return torch.randn(self.k * self.cfg.ipc, *self.train.in_shape, generator=self.g)
 
-    def run(self) -> torch.Tensor:
-        syn = self.init_syn().requires_grad_(True)
+    def run(self, start: SyntheticSet | None = None) -> torch.Tensor:
+        """Learn the synthetic images; from ``start`` (a snapshot: its images and iteration) when given."""
+        first = 1
+        if start is None:
+            syn = self.init_syn()
+        else:
+            if start.x.shape != (self.k * self.cfg.ipc, *self.train.in_shape):
+                raise ConfigError(f"start: a snapshot of {tuple(start.x.shape)} images does not fit IPC "
+                                  f"{self.cfg.ipc} of {self.k} classes of {self.train.in_shape}")
+            syn = (start.x - self.m) / self.s
+            first = int(start.meta.get("iteration", 0)) + 1
+            self.g.manual_seed(self.cfg.seed + first)  # a fresh, reproducible stream for the rest
+        syn = syn.clone().requires_grad_(True)
         opt = torch.optim.SGD([syn], lr=self.cfg.step_lr, momentum=self.cfg.momentum_img)
         step = {"dm": self.dm_step, "datadam": self.dam_step, "dc": self.dc_step}[self.cfg.method]
-        self.report(0, {"loss": float("nan"), "time_s": 0.0}, syn, last=self.cfg.iterations == 0)
-        for it in range(1, self.cfg.iterations + 1):
+        if start is None:
+            self.report(0, {"loss": float("nan"), "time_s": 0.0}, syn, last=self.cfg.iterations == 0)
+        for it in range(first, self.cfg.iterations + 1):
             t0 = time.perf_counter()
             loss = step(syn, opt)
             self.times.append(time.perf_counter() - t0)
@@ -286,13 +298,15 @@ class _Job:
 
 
 def condense(train: ArrayDataset, config: CondenseConfig | None = None, progress: Progress | None = None,
-             teacher: nn.Module | None = None, **overrides: Any) -> SyntheticSet:
+             teacher: nn.Module | None = None, start: SyntheticSet | None = None, **overrides: Any) -> SyntheticSet:
     """Distil ``train`` into a ``SyntheticSet`` of ``ipc`` images per class.
 
     ``config`` or keyword overrides of ``CondenseConfig``. ``progress(it, metrics, snapshot)`` is called
     after every iteration, with a snapshot every ``snapshot_every`` iterations (and at 0 and the end).
     ``teacher`` (a network on normalised inputs) gives soft labels; without one, ``labels='soft'``
-    trains a ConvNet on ``train`` for ``reference_epochs``.
+    trains a ConvNet on ``train`` for ``reference_epochs``. ``start`` (a snapshot of a learned method) continues
+    from its images after its iteration: the image optimiser's momentum and the random stream start afresh, so
+    the result is not bit-identical to an uninterrupted run.
     """
     if config is not None and overrides:
         raise ConfigError("condense: pass either a CondenseConfig or keyword overrides, not both")
@@ -305,7 +319,7 @@ def condense(train: ArrayDataset, config: CondenseConfig | None = None, progress
         job = _Job(train, cfg, progress)
         ref = None
         if cfg.method in LEARNED:
-            syn = job.run()
+            syn = job.run(start)
         else:
             if cfg.method == "random":
                 idx = random_real(train, cfg.ipc, job.g)

@@ -4,7 +4,8 @@ Progress (loss and time per iteration) goes to the store as step metrics; snapsh
 go to ``snapshots/it<NNNNNN>.npz`` every ``snapshot_every`` iterations (for the viewer's slider); the final
 set to ``artifacts/synthetic.npz`` and ``artifacts/synthetic_grid.png``; the evaluation (one row per
 network) to ``artifacts/condense_eval.json``; the summary to ``results.json`` (test accuracy as the
-student's, so run tables and reports read it like any run). A resumed run starts over (snapshots are replaced).
+student's, so run tables and reports read it like any run). A resumed run of a learned method (DM, DataDAM, DC)
+continues from its newest snapshot (see ``condense(start=...)``); others start over.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from kdlab.condense import CondenseConfig, EvalConfig, SyntheticSet, condense, evaluate_sets, summarize
+from kdlab.condense.distill import LEARNED
 from kdlab.errors import ConfigError
 from kdlab.runs.artifacts import RESULTS_FILE
 from kdlab.runs.job import Job, JobContext, register_job
@@ -83,6 +85,8 @@ def run_condensation(source: Any, run_dir: str | os.PathLike[str] | None = None,
 class CondenseJob(Job):
     """Dataset distillation (DM, DataDAM, DC/DSA, FYI, herding, random) of a spec with ``task: condense``."""
 
+    resumable = True
+
     def run(self, ctx: JobContext) -> dict[str, float]:
         return _condense(ctx).summary
 
@@ -96,15 +100,23 @@ def _condense(ctx: JobContext) -> CondenseResult:
     spec, run_dir = ctx.spec, ctx.run_dir
     if spec.task != "condense" or spec.condense is None:
         raise ConfigError(f"task: run_condensation needs a spec with task: condense, got {spec.task!r}")
-    if run_dir is not None:
-        shutil.rmtree(run_dir / SNAPSHOT_DIR, ignore_errors=True)  # an earlier attempt's snapshots
     splits = load_splits(spec)
     cfg = CondenseConfig(**spec.condense.params, seed=spec.seed)
+    start = None
+    snaps = list_snapshots(run_dir) if run_dir is not None and ctx.resume and cfg.method in LEARNED else []
+    if snaps and snaps[-1] > 0:
+        start = load_snapshot(run_dir, snaps[-1])
+        start.meta["iteration"] = snaps[-1]
+        if ctx.recording:  # the loss rows after that snapshot are written again
+            ctx.store.truncate_metrics(ctx.run_id, snaps[-1])
+        ctx.log(f"resuming after iteration {snaps[-1]} (the newest snapshot)")
+    elif run_dir is not None:
+        shutil.rmtree(run_dir / SNAPSHOT_DIR, ignore_errors=True)  # an earlier attempt's snapshots
     ev = EvalConfig(**spec.condense.evaluation, seed=spec.seed)
     progress = _Progress(ctx, cfg.iterations)
     ctx.log(f"condensing {spec.data.name} ({len(splits.train)} images) with {cfg.method}, IPC {cfg.ipc}, "
             f"{cfg.iterations} iterations")
-    syn = condense(splits.train, cfg, progress=progress)
+    syn = condense(splits.train, cfg, progress=progress, start=start)
     progress.flush()
     ctx.progress(cfg.iterations, cfg.iterations + 1, f"evaluating: {ev.n_nets} x {', '.join(ev.models)} trained "
                  f"{ev.epochs} epochs on the set")

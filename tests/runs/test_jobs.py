@@ -13,6 +13,7 @@ import kdlab
 from kdlab.analysis.cka import cka_matrix
 from kdlab.errors import ConfigError, UnknownNameError
 from kdlab.jobs.cka import default_layers
+from kdlab.jobs.condense import list_snapshots
 from kdlab.runs.experiment import load_models
 from kdlab.runs.job import get_job, list_jobs
 from kdlab.runs.scheduler import refresh
@@ -104,3 +105,23 @@ def test_reads_never_start_work(store, monkeypatch):
     assert h.wait(timeout=180) == "completed"
     table = h.result()
     assert list(table["model"]) == ["GCN teacher", "MLP", "KD-MLP", "FF-G2M-MLP"]
+
+
+@pytest.mark.timeout(400)
+def test_condense_job_killed_mid_run_resumes_from_its_newest_snapshot(store):
+    spec = {"name": "dm-kill", "task": "condense", "seed": 0, "device": "cpu",
+            "data": {"name": "digits", "params": {"size": 28}},
+            "condense": {"params": {"method": "dm", "ipc": 1, "iterations": 120, "snapshot_every": 10,
+                                    "batch_real": 32},
+                         "evaluation": {"epochs": 5, "n_nets": 1}}}
+    h = kdlab.launch(spec, store=store)
+    wait_for(lambda: len(list_snapshots(h.run_dir)) >= 3, timeout=240, what="3 snapshots")
+    os.killpg(h.record.pid, signal.SIGKILL)
+    wait_for(lambda: h.status == "interrupted", timeout=10, what="interrupted")
+    kept = list_snapshots(h.run_dir)
+    assert kept[-1] >= 20 and "SIGKILL" in h.error
+    assert h.resume().wait(timeout=300) == "completed", h.record.error
+    assert any(f"resuming after iteration {kept[-1]}" in m for m in h.logs()["message"])
+    steps = h.metrics(kind="step", keys=["condense/loss"])["step"].tolist()
+    assert steps == list(range(1, 121))  # each iteration's loss once: the rows after the snapshot were replaced
+    assert h.result().x.shape == (10, 1, 28, 28) and h.record.summary["test/acc"] > 0.1
