@@ -79,3 +79,16 @@ def test_soft_labels_are_distributions(digits_train):
 def test_bad_config_names_the_field(bad, match):
     with pytest.raises((ConfigError, KeyError), match=match):
         CondenseConfig(**bad)
+
+
+def test_a_run_continued_from_a_snapshot_starts_from_its_images(digits_train):
+    snaps = {}
+    cfg = dict(method="dm", ipc=2, iterations=6, snapshot_every=3, model_params=SMALL_NET, seed=0)
+    full = condense(digits_train, **cfg, progress=lambda it, m, snap: snap is not None and snaps.setdefault(it, snap))
+    done = condense(digits_train, **cfg, start=snaps[6])  # nothing left to learn: the snapshot's images back
+    assert torch.allclose(done.x, snaps[6].x, atol=1e-5) and torch.allclose(full.x, snaps[6].x, atol=1e-5)
+    steps = []
+    more = condense(digits_train, **cfg, start=snaps[3], progress=lambda it, m, snap: steps.append(it))
+    assert steps == [4, 5, 6] and not torch.allclose(more.x, snaps[3].x)  # only the iterations after it
+    with pytest.raises(ConfigError, match="start: a snapshot of"):
+        condense(digits_train, **{**cfg, "ipc": 1}, start=snaps[3])
