@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # build. Override for your machine, e.g. `make test TORCH_SPEC=torch` (kdlab itself needs torch>=2.2).
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test lint clean venv serve lab
+.PHONY: demo test test-fast lint clean venv serve lab
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The quick subset (1.5-2.5 minutes on 2 cores): every test not marked `slow` (so no browser, notebook, Ray,
+# DDP, demo or kill-and-resume tests). CI runs `make test`.
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check kdlab tests dashboards bench

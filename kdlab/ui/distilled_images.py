@@ -20,7 +20,7 @@ from kdlab.jobs.condense import list_snapshots, load_snapshot, load_synthetic
 from kdlab.runs.store import Store
 from kdlab.ui.job_panel import JobPanel
 from kdlab.ui.pages import register_component_page
-from kdlab.ui.task_widget import TaskWidget
+from kdlab.ui.task_widget import TaskWidget, show
 
 
 def launch_condensation(store: Store, data: str = "mnist5k", method: str = "dm", ipc: int = 1,
@@ -210,11 +210,7 @@ class DistilledImagesWidget(TaskWidget):
                           title=f"synthetic images per class (iteration {self.slider.value})")
 
     def draw(self) -> None:
-        from IPython.display import display
-
-        with self.grid_out:
-            self.grid_out.clear_output(wait=True)
-            display(self.figure())
+        show(self.grid_out, [self.figure()])
 
     def compute(self) -> Any:
         """Nearest real neighbours of the set at the slider's iteration (a background job)."""

@@ -5,16 +5,16 @@ rows with a larger step (``store.metrics(since_step=...)``); a new ``attempt`` (
 has epoch rows it reads only those: the curves draw epoch rows when there are any (``as_history``), so a
 long run's per-step rows are never read for display.
 ``LiveCurves`` (Panel, polled by the dashboard's periodic callback) and ``RunMonitor`` (ipywidgets, polled
-by a background thread) are its two faces; both offer cancel/resume as methods and buttons, each button shown
-only while its action applies (``can_cancel``/``can_resume``). Until a run has metrics, both say what to do or
-wait for (``empty_message``) instead of drawing empty axes.
+by a coroutine on the kernel's loop) are its two faces; both offer cancel/resume as methods and buttons, each
+button shown only while its action applies (``can_cancel``/``can_resume``). Until a run has metrics, both say
+what to do or wait for (``empty_message``) instead of drawing empty axes.
 """
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 import threading
-import time
 from typing import Any
 
 import pandas as pd
@@ -23,6 +23,7 @@ import param
 
 from kdlab.runs.background import RunHandle
 from kdlab.runs.store import ACTIVE, TERMINAL, Store
+from kdlab.ui.task_widget import kernel_loop
 
 #: statuses a run can be resumed from (a completed run is launched anew, an active one is still going)
 RESUMABLE = ("failed", "cancelled", "interrupted")
@@ -228,8 +229,9 @@ class LiveCurves(param.Parameterized):
 
 class RunMonitor:
     """ipywidgets face: a plotly ``FigureWidget`` of the run's curves, a progress bar, status and cancel/resume
-    buttons (each shown only while it applies), refreshed from the store by a background thread (the kernel
-    stays free). Until the run has metrics, a line says what to wait for instead of empty axes."""
+    buttons (each shown only while it applies), refreshed from the store between the kernel's other work (a
+    coroutine on its loop: widgets are never touched from another thread). Until the run has metrics, a line
+    says what to wait for instead of empty axes."""
 
     def __init__(self, run: Any, store: Store | None = None, interval: float = 1.0, start: bool = True):
         import ipywidgets as w
@@ -256,8 +258,7 @@ class RunMonitor:
         self.widget = w.VBox([w.HBox([self.progress, self.cancel_button, self.resume_button, self.label]),
                               self.empty, self.figure_box])
         self.updates = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._follower: asyncio.Task | None = None
         self.update()
         if start:
             self.start()
@@ -287,24 +288,27 @@ class RunMonitor:
             button.layout.display = None if ok else "none"
         return rec.status
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
+    async def _follow(self) -> None:
+        """Poll the store between the kernel's other work (on the kernel's loop, in its thread)."""
+        while True:
+            await asyncio.sleep(self.interval)
             try:
                 if self.update() in TERMINAL:
-                    self.update()
                     return
             except Exception:  # the store is being written: try again at the next tick
-                time.sleep(self.interval)
+                continue
 
     def start(self) -> RunMonitor:
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, daemon=True, name=f"kdlab-monitor-{self.run_id}")
-            self._thread.start()
+        """Follow the run live inside a notebook kernel (widgets are only updated from the kernel's thread);
+        elsewhere (a script) call ``update()`` when you want a fresh view."""
+        loop = kernel_loop()
+        if loop is not None and (self._follower is None or self._follower.done()):
+            self._follower = loop.create_task(self._follow())
         return self
 
     def stop(self) -> None:
-        self._stop.set()
+        if self._follower is not None:
+            self._follower.cancel()
 
     def cancel(self) -> str:
         """Cancel the run (in a thread, the kernel stays free)."""

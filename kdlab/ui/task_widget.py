@@ -4,7 +4,8 @@
 the store, so the kernel stays free and a restarted kernel loses nothing (``follow(latest(...))`` picks the job up
 again). Widgets are only ever updated from the kernel's own thread: a coroutine on the kernel's event loop polls
 the store while the kernel is idle, and ``wait()`` polls it in the calling cell, never from a helper thread.
-Subclasses set ``kind`` and say what to draw (``figures``).
+Subclasses set ``kind`` and say what to draw (``figures``); outputs are set as the Output widget's state (``show``),
+never captured with ``with out:``.
 """
 from __future__ import annotations
 
@@ -26,6 +27,15 @@ def kernel_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+def show(out: Any, objects: list[Any]) -> None:
+    """Put ``objects`` (figures, tables) into the Output widget ``out`` by setting its state: nothing is captured
+    (``with out:`` would send every output back over the kernel's shell socket, where a client such as nbclient
+    can miss the cell's reply under load) and the outputs are in ``out.outputs`` even without a frontend."""
+    out.outputs = ()
+    for obj in objects:
+        out.append_display_data(obj)
 
 
 class TaskWidget:
@@ -110,14 +120,9 @@ class TaskWidget:
         if error is not None:
             self.label.value = f"failed: {html.escape(error)}"
             return True
-        from IPython.display import display
-
         self.result = task.result()
         self.label.value = html.escape(self.done_message(self.result))
-        with self.out:
-            self.out.clear_output()
-            for fig in self.figures(self.result):
-                display(fig)
+        show(self.out, self.figures(self.result))
         return True
 
     def wait(self, timeout: float | None = None) -> Any:

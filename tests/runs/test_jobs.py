@@ -107,6 +107,7 @@ def test_reads_never_start_work(store, monkeypatch):
     assert list(table["model"]) == ["GCN teacher", "MLP", "KD-MLP", "FF-G2M-MLP"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_condense_job_killed_mid_run_resumes_from_its_newest_snapshot(store):
     spec = {"name": "dm-kill", "task": "condense", "seed": 0, "device": "cpu",
