@@ -33,7 +33,7 @@ def test_closed_tab_stops_polling(browser, tmp_path):
     try:
         page = browser.new_page()
         page.goto(f"http://127.0.0.1:{port}/")
-        page.locator(".kdlab-live-info").first.wait_for(timeout=60_000)
+        page.locator(".kdlab-live-empty").first.wait_for(timeout=60_000)  # an empty store: the empty state
         dash = apps[-1].dashboard
         _wait(lambda: dash.ticks >= 3, 30, "the connected session never polled")
         page.close()

@@ -26,7 +26,8 @@ def test_demo_records_its_jobs_and_reports_what_was_transferred(store, tmp_path)
     log = out.getvalue().splitlines()  # not a terminal: one line per step
     assert any(re.match(r"\[(kd|vanilla)\] (teacher|student): epoch \d/1", line) for line in log)  # whoever trains
     assert "[cka] completed" in log and "[kd] completed" in log  # the teacher first, the other waits for its cache
-    assert any(line.startswith("[frequency] Fourier heat map") for line in log)
+    freq = runs.loc[[n for n in runs.index if n.startswith("frequency-")][0], "id"]
+    assert "Fourier heat map: teacher" in set(store.logs(freq)["message"])  # its progress reached the store
     payload = json.loads((tmp_path / "demo" / "demo.json").read_text())
     assert set(payload["runs"]) == {"vanilla", "kd"} and set(payload["analyses"]) == {"cka", "frequency"}
     html = (tmp_path / "demo" / REPORT).read_text(encoding="utf-8")
