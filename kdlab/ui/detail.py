@@ -2,18 +2,16 @@
 from __future__ import annotations
 
 import html
-import threading
 from typing import Any
 
 import panel as pn
 import param
 
-from kdlab.runs.background import RunHandle
 from kdlab.runs.store import Store
-from kdlab.ui.live import can_cancel, can_resume, empty_message
+from kdlab.ui.live import RunActions, empty_message
 
 
-class RunDetail(param.Parameterized):
+class RunDetail(RunActions, param.Parameterized):
     """Config, curves and artifacts of ``run_id``; cancel/resume offered while they apply."""
 
     run_id = param.String(default=None, allow_None=True)
@@ -30,13 +28,7 @@ class RunDetail(param.Parameterized):
         self.empty = pn.pane.Alert("", alert_type="secondary", sizing_mode="stretch_width",
                                    css_classes=["kdlab-detail-empty"])
         self.artifacts = pn.pane.Markdown("")
-        self.cancel_button = pn.widgets.Button(name="Cancel run", button_type="danger", visible=False,
-                                               disabled=True, css_classes=["kdlab-detail-cancel"])
-        self.resume_button = pn.widgets.Button(name="Resume run", button_type="primary", visible=False,
-                                               disabled=True, css_classes=["kdlab-detail-resume"])
-        self.cancel_button.on_click(lambda _e: self.cancel())
-        self.resume_button.on_click(lambda _e: self.resume())
-        self.message = pn.pane.Alert("", alert_type="light", visible=False)
+        self._init_actions("detail-")
         self.body = pn.Row(pn.Column(self.config, self.artifacts, width=420), self.plot, sizing_mode="stretch_width")
         self.status: str | None = None
         self.refresh_options()
@@ -92,40 +84,13 @@ class RunDetail(param.Parameterized):
         self.artifacts.object = ("**artifacts**: " + (", ".join(f"`{n}`" for n in names) or "none") +
                                  f"\n\n**run folder** `{folder}`: " + (", ".join(f"`{f}`" for f in files) or "empty"))
 
-    def _actions(self, status: str | None) -> None:
-        """Cancel only for a queued/running run, resume only for a failed/cancelled/interrupted one."""
-        for button, ok in ((self.cancel_button, can_cancel(status)), (self.resume_button, can_resume(status))):
-            button.disabled, button.visible = not ok, ok
-
     def tick(self) -> None:
         """Redraw when the shown run's status changed (the dashboard polls every second)."""
         if self.run_id and self.store.get_run(self.run_id).status != self.status:
             self._show()
 
-    def cancel(self) -> str:
-        """Cancel the shown run (in a thread: the server never waits for the worker to stop)."""
-        if not self.run_id:
-            return ""
-        self.cancel_button.disabled = True
-        threading.Thread(target=RunHandle(self.store, self.run_id).cancel, daemon=True).start()
-        self._say(f"cancel requested for {self.run_id}")
-        return self.run_id
-
-    def resume(self) -> str:
-        """Resume the shown run from its last checkpoint; returns its status."""
-        if not self.run_id:
-            return ""
-        try:
-            status = RunHandle(self.store, self.run_id).resume().status
-        except Exception as e:  # shown inline, the server keeps serving
-            self._say(str(e), "danger")
-            return self.store.get_run(self.run_id).status
+    def _after_resume(self) -> None:
         self._show()
-        self._say(f"resumed {self.run_id}: {status}")
-        return status
-
-    def _say(self, text: str, kind: str = "info") -> None:
-        self.message.object, self.message.alert_type, self.message.visible = text, kind, True
 
     def panel(self) -> pn.viewable.Viewable:
         return pn.Column(self.picker, self.header, pn.Row(self.cancel_button, self.resume_button), self.message,

@@ -113,7 +113,58 @@ def _status_line(store: Store, run_id: str | None, poller: CurvePoller) -> str:
             f"<span class='kdlab-points'>{poller.points}</span> rows drawn, last step {step}")
 
 
-class LiveCurves(param.Parameterized):
+class RunActions:
+    """Cancel and Resume of one run on a Panel page (``LiveCurves``, ``RunDetail``): the two buttons, each shown
+    only while its action applies, and a message line. Needs ``store`` and ``run_id``; ``_after_resume`` redraws."""
+
+    store: Store
+    run_id: str | None
+
+    def _init_actions(self, css: str) -> None:
+        self.message = pn.pane.Alert("", alert_type="light", visible=False)
+        self.cancel_button = pn.widgets.Button(name="Cancel run", button_type="danger", disabled=True,
+                                               visible=False, css_classes=[f"kdlab-{css}cancel"])
+        self.resume_button = pn.widgets.Button(name="Resume run", button_type="primary", disabled=True,
+                                               visible=False, css_classes=[f"kdlab-{css}resume"])
+        self.cancel_button.on_click(lambda _e: self.cancel())
+        self.resume_button.on_click(lambda _e: self.resume())
+
+    def _actions(self, status: str | None) -> None:
+        """Offer cancel only for a queued/running run and resume only for a failed/cancelled/interrupted one."""
+        for button, ok in ((self.cancel_button, can_cancel(status)), (self.resume_button, can_resume(status))):
+            button.disabled, button.visible = not ok, ok
+
+    def cancel(self) -> str:
+        """Cancel the shown run (in a thread: the server never waits for the worker to stop)."""
+        if not self.run_id:
+            return ""
+        run_id = self.run_id
+        self.cancel_button.disabled = True  # until the next poll shows the run stopped (the button then goes)
+        threading.Thread(target=RunHandle(self.store, run_id).cancel, daemon=True).start()
+        self._say(f"cancel requested for {run_id}")
+        return run_id
+
+    def resume(self) -> str:
+        """Resume the shown run from its last checkpoint; returns its status."""
+        if not self.run_id:
+            return ""
+        try:
+            status = RunHandle(self.store, self.run_id).resume().status
+        except Exception as e:  # shown inline, the server keeps serving
+            self._say(str(e), "danger")
+            return self.store.get_run(self.run_id).status
+        self._say(f"resumed {self.run_id}: {status}")
+        self._after_resume()
+        return status
+
+    def _after_resume(self) -> None:
+        """Redraw after a resume (subclasses say how)."""
+
+    def _say(self, text: str, kind: str = "info") -> None:
+        self.message.object, self.message.alert_type, self.message.visible = text, kind, True
+
+
+class LiveCurves(RunActions, param.Parameterized):
     """Curves of one run updated in place: ``tick()`` polls the store (the dashboard calls it every second)."""
 
     run_id = param.String(default=None, allow_None=True, doc="run shown")
@@ -135,13 +186,7 @@ class LiveCurves(param.Parameterized):
         self.log_title = pn.pane.Markdown("**Log**")
         self._log_seq = 0
         self._lines: list[str] = []
-        self.message = pn.pane.Alert("", alert_type="light", visible=False)
-        self.cancel_button = pn.widgets.Button(name="Cancel run", button_type="danger", disabled=True,
-                                               visible=False, css_classes=["kdlab-cancel"])
-        self.resume_button = pn.widgets.Button(name="Resume run", button_type="primary", disabled=True,
-                                               visible=False, css_classes=["kdlab-resume"])
-        self.cancel_button.on_click(lambda _e: self.cancel())
-        self.resume_button.on_click(lambda _e: self.resume())
+        self._init_actions("")
         self.tick(force=True)
 
     @param.depends("run_id", watch=True)
@@ -188,36 +233,8 @@ class LiveCurves(param.Parameterized):
         self.plot.object = fig
         self.empty.visible, self.plot.visible = False, True
 
-    def _actions(self, status: str | None) -> None:
-        """Offer cancel only for a queued/running run and resume only for a failed/cancelled/interrupted one."""
-        for button, ok in ((self.cancel_button, can_cancel(status)), (self.resume_button, can_resume(status))):
-            button.disabled, button.visible = not ok, ok
-
-    def cancel(self) -> str:
-        """Cancel the shown run (in a thread: the server never waits for the worker to stop)."""
-        if self.run_id is None:
-            return ""
-        run_id = self.run_id
-        self.cancel_button.disabled = True  # until the next poll shows the run stopped (the button then goes)
-        threading.Thread(target=RunHandle(self.store, run_id).cancel, daemon=True).start()
-        self._say(f"cancel requested for {run_id}")
-        return run_id
-
-    def resume(self) -> str:
-        """Resume the shown run from its last checkpoint; returns its status."""
-        if self.run_id is None:
-            return ""
-        try:
-            status = RunHandle(self.store, self.run_id).resume().status
-        except Exception as e:  # shown inline, the server keeps serving
-            self._say(str(e), "danger")
-            return self.store.get_run(self.run_id).status
-        self._say(f"resumed {self.run_id}: {status}")
+    def _after_resume(self) -> None:
         self.tick(force=True)
-        return status
-
-    def _say(self, text: str, kind: str = "info") -> None:
-        self.message.object, self.message.alert_type, self.message.visible = text, kind, True
 
     def panel(self) -> pn.viewable.Viewable:
         return pn.Column(self.info, pn.Row(self.cancel_button, self.resume_button), self.message, self.empty,

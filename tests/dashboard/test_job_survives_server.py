@@ -4,28 +4,18 @@ shows the job's progress and then its CKA heat map, with the numbers the job sav
 from __future__ import annotations
 
 import re
-import time
 
 import numpy as np
 import psutil
 import pytest
 from dashboard_helpers import TINY_SPEC, start_server, stop_server
 from playwright.sync_api import expect
+from waiting import wait_for
 
 from kdlab.runs.job import get_job
 from kdlab.runs.store import open_store
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = pred()
-        if out:
-            return out
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def open_representations(browser, url):
@@ -59,8 +49,8 @@ def test_cka_job_survives_a_server_restart_and_its_heatmap_is_shown(browser, sho
         # UMAP embeddings (numba compiles them first) keep the job busy for several seconds
         page.locator("select:has(option[value='umap'])").select_option("umap")
         page.locator(".kdlab-repr-compute button").click(timeout=30_000)
-        job = wait_for(lambda: next(iter(store.jobs("cka")), None), 30, "the cka job in the store")
-        rec = wait_for(lambda: (r := store.get_run(job.id)).pid is not None and r, 30, "the worker's pid")
+        job = wait_for(lambda: next(iter(store.jobs("cka")), None), 30, what="the cka job in the store")
+        rec = wait_for(lambda: (r := store.get_run(job.id)).pid is not None and r, 30, what="the worker's pid")
         assert rec.spec["params"]["run"] == trained and rec.spec["params"]["embedding"] == "umap"
         expect(page.locator(".kdlab-repr-status")).to_contain_text("computing", timeout=30_000)
         page.screenshot(path=str(shots / "job_survives_server_before.png"), full_page=True)

@@ -1,8 +1,9 @@
 """Helpers of the run-store tests (imported by name: tests/ has no packages)."""
 from __future__ import annotations
 
-import time
 from typing import Any
+
+from waiting import wait_for  # noqa: F401  (the runs tests import it from here)
 
 TEACHER = {"name": "mlp", "params": {"width": 32}, "optim": {"epochs": 1, "batch_size": 64}}
 
@@ -15,17 +16,6 @@ def tiny_spec(epochs: int = 2, n_train: int = 300, width: int = 32, seed: int = 
             "method": {"name": "kd"}, "optim": {"epochs": epochs, "batch_size": 64}}
     spec.update(extra)
     return spec
-
-
-def wait_for(pred, timeout: float = 30.0, poll: float = 0.02, what: str = "condition"):
-    """Poll ``pred`` until it returns something truthy (returned) or fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = pred()
-        if out:
-            return out
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def finished_run(store: Any) -> str:

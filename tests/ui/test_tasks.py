@@ -7,21 +7,12 @@ import time
 
 import panel as pn
 import pytest
+from waiting import wait_for
 
 from kdlab.runs.background import RunHandle
 from kdlab.runs.job import PROGRESS
 from kdlab.runs.scheduler import refresh
 from kdlab.ui.tasks import latest, poll, show_queued, submit
-
-
-def wait_for(pred, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = pred()
-        if out:
-            return out
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def go(gate, *steps: int) -> None:
