@@ -130,6 +130,13 @@ def submit(kind: str, store: Store | str | os.PathLike[str] | None = None, *, ex
 
 # ------------------------------------------------------------------------------------------ the handle
 
+def failure_of(rec: RunRecord) -> str | None:
+    """Why the run of ``rec`` did not complete (``"<status>: <error>"``); None while it runs or once it completed."""
+    if rec.status in TERMINAL and rec.status != "completed":
+        return f"{rec.status}: {rec.error or 'no error recorded'}"
+    return None
+
+
 class RunHandle:
     """A background run: ``status``, ``metrics()``, ``logs()``, ``wait()``, ``cancel()``, ``resume()``.
 
@@ -166,10 +173,7 @@ class RunHandle:
 
     def failure(self) -> str | None:
         """Why the run did not complete (``"failed: <error>"``); None while it runs or once it completed."""
-        rec = self.record
-        if rec.status in TERMINAL and rec.status != "completed":
-            return f"{rec.status}: {rec.error or 'no error recorded'}"
-        return None
+        return failure_of(self.record)
 
     def metrics(self, since_step: int | None = None, **kw: Any) -> pd.DataFrame:
         """Tidy metric rows (see ``Store.metrics``); ``since_step`` for incremental polling."""

@@ -14,8 +14,8 @@ import html
 import time
 from typing import Any
 
-from kdlab.runs.background import RunHandle
-from kdlab.runs.store import Store, open_store
+from kdlab.runs.background import RunHandle, failure_of
+from kdlab.runs.store import TERMINAL, Store, open_store
 from kdlab.ui.tasks import latest, submit
 
 POLL_S = 0.5
@@ -105,10 +105,10 @@ class TaskWidget:
         task = self.task
         if task is None:
             return True
-        rec = task.record
+        rec = task.record  # one read a poll (reconciled: in a kernel nothing else notices a dead worker)
         p = task.store.progress(task.id)
         self.progress.value = p.fraction
-        if not task.done:
+        if rec.status not in TERMINAL:
             what = "running" if rec.status == "running" else "queued"
             self.label.value = html.escape(f"{what}: {p.message}" if p.message else what)
             return False
@@ -116,7 +116,7 @@ class TaskWidget:
             return True
         self._shown = task.id
         self.button.disabled, self.progress.value = False, 1.0
-        error = task.failure()
+        error = failure_of(rec)
         if error is not None:
             self.label.value = f"failed: {html.escape(error)}"
             return True

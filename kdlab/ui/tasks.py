@@ -13,7 +13,7 @@ import html
 from collections.abc import Callable
 from typing import Any
 
-from kdlab.runs.background import RunHandle
+from kdlab.runs.background import RunHandle, failure_of
 from kdlab.runs.background import submit as submit_job
 from kdlab.runs.store import TERMINAL, Store
 
@@ -40,7 +40,7 @@ def poll(task: RunHandle | None, button: Any, bar: Any, status: Any, done: Calla
     finished, re-enable the button and pass its result to ``done`` (or show its error, escaped)."""
     if task is None or not button.disabled:
         return
-    rec = task.record
+    rec = task.store.get_run(task.id)  # a pure read: the dashboard's tick notices dead workers (refresh)
     progress = task.store.progress(task.id)
     bar.value = int(100 * progress.fraction)
     if rec.status not in TERMINAL:
@@ -48,7 +48,7 @@ def poll(task: RunHandle | None, button: Any, bar: Any, status: Any, done: Calla
         status.object = f"{what}: {html.escape(progress.message)}" if progress.message else what
         return
     button.disabled, bar.visible = False, False
-    error = task.failure()
+    error = failure_of(rec)
     if error is not None:
         status.object = f"failed: {html.escape(error)}"
         return
