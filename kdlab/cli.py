@@ -3,23 +3,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
+import shlex
 import sys
 import time
 from pathlib import Path
 
 from kdlab.errors import KdlabError
-
-
-def new_run_dir(name: str, parent: Path | None = None) -> Path:
-    """A fresh folder ``<parent>/<timestamp>-<name>-<hex>`` (default parent: ``<KDLAB_HOME>/runs``)."""
-    from kdlab.paths import home
-
-    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40] or "run"
-    parent = parent if parent is not None else home() / "runs"
-    path = parent / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}-{secrets.token_hex(2)}"
-    path.mkdir(parents=True)
-    return path
 
 
 def _print_frame(df) -> None:
@@ -31,6 +20,7 @@ def _print_frame(df) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from kdlab.demo import REPORT, run_demo
+    from kdlab.runs.run_dir import new_run_dir
     from kdlab.runs.store import open_store
 
     store = open_store(args.store)
@@ -47,20 +37,38 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from kdlab.runs.experiment import run_experiment
+    from kdlab.runs.preflight import preflight
+    from kdlab.runs.run_dir import claimed_run_dir
     from kdlab.runs.spec import load_spec
 
     spec = load_spec(args.spec)
+    preflight(spec)  # everything the spec needs is checked before a run folder exists
     if os.environ.get("RANK", "0") != "0":  # other ranks of `accelerate launch` / torchrun: rank 0 writes
         run_experiment(spec, run_dir=args.run_dir, resume=args.resume)
         return
-    out = Path(args.run_dir) if args.run_dir else new_run_dir(spec.name)
-    print(f"training {spec.name!r}: {spec.method.name} {spec.teacher.name if spec.teacher else '-'} -> "
-          f"{spec.student.name} on {spec.data.name} (run folder {out})", flush=True)
-    r = run_experiment(spec, run_dir=out, resume=args.resume)
+    run_dir = Path(args.run_dir) if args.run_dir else None
+    with claimed_run_dir(run_dir, spec.name, resume=args.resume, replace=args.replace) as out:
+        print(f"training {spec.name!r}: {spec.method.name} {spec.teacher.name if spec.teacher else '-'} -> "
+              f"{spec.student.name} on {spec.data.name} (run folder {out})", flush=True)
+        try:
+            r = run_experiment(spec, run_dir=out, resume=args.resume)
+        except KeyboardInterrupt:
+            raise Interrupted(_resume_hint(args.spec, out)) from None
     print(f"teacher test acc {r.teacher.get('test/acc', float('nan')):.4f}  "
           f"student test acc {r.student['test/acc']:.4f}  "
           f"agreement {r.student.get('test/agreement', float('nan')):.4f}")
     print(f"results: {out / 'results.json'}")
+
+
+def _resume_hint(spec: str, out: Path) -> str:
+    if (out / "checkpoints" / "last.pt").is_file():
+        return (f"the last checkpoint is kept in {out / 'checkpoints'}; continue with: "
+                f"kdlab train {shlex.quote(spec)} --run-dir {shlex.quote(str(out))} --resume")
+    return "no checkpoint was written yet"
+
+
+class Interrupted(Exception):
+    """Ctrl-C ended a command; the message says what was kept."""
 
 
 def cmd_models(_args: argparse.Namespace) -> None:
@@ -103,7 +111,10 @@ def cmd_jobs(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from kdlab.ui.dashboard import serve
 
-    serve(port=args.port, address=args.address, show=args.show, store=args.store)
+    serve(port=args.port, address=args.address, show=args.show, store=args.store, basic_auth=args.basic_auth,
+          oauth_provider=args.oauth_provider, oauth_key=args.oauth_key, oauth_redirect_uri=args.oauth_redirect_uri,
+          oauth_extra_params=args.oauth_extra_params, allow_users=args.allow_user or (),
+          allow_origins=args.allow_origin or (), ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("spec", help="path of the spec file")
     t.add_argument("--run-dir", help="folder for checkpoints and results (default: a new run folder)")
     t.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    t.add_argument("--replace", action="store_true",
+                   help="overwrite the run already in --run-dir (its checkpoints and results are deleted)")
     t.set_defaults(fn=cmd_train)
     sub.add_parser("models", help="list the model zoo").set_defaults(fn=cmd_models)
     sub.add_parser("datasets", help="list the datasets").set_defaults(fn=cmd_datasets)
@@ -126,11 +139,28 @@ def build_parser() -> argparse.ArgumentParser:
     j = sub.add_parser("jobs", help="list the job kinds (or one kind's parameters); `kdlab launch` runs any of them")
     j.add_argument("kind", nargs="?", help="show this kind's declared parameters")
     j.set_defaults(fn=cmd_jobs)
-    sv = sub.add_parser("serve", help="serve the Panel dashboard (localhost by default)")
+    sv = sub.add_parser("serve", help="serve the Panel dashboard (localhost by default; a login elsewhere)")
     sv.add_argument("--port", type=int, default=5006)
     sv.add_argument("--address", default="127.0.0.1", help="interface to bind (default: localhost only)")
     sv.add_argument("--store", help="run store folder (default: KDLAB_HOME)")
     sv.add_argument("--show", action="store_true", help="open a browser")
+    sv.add_argument("--basic-auth", metavar="FILE", help="require a login: a file of 'user:password' lines (or "
+                    "Panel's JSON {user: password}); 'user:password' itself works but shows in `ps`; env "
+                    "KDLAB_BASIC_AUTH. Any address but loopback needs this or --oauth-provider")
+    sv.add_argument("--oauth-provider", metavar="NAME", help="require a login through Panel's OAuth provider NAME "
+                    "(github, google, azure, okta, generic, ...; env KDLAB_OAUTH_PROVIDER) with env "
+                    "KDLAB_OAUTH_KEY and KDLAB_OAUTH_SECRET, optional KDLAB_OAUTH_ENCRYPTION_KEY")
+    sv.add_argument("--oauth-key", metavar="ID", help="the OAuth client id (default: env KDLAB_OAUTH_KEY)")
+    sv.add_argument("--oauth-redirect-uri", metavar="URL", help="the OAuth redirect URI if not this server's "
+                    "/login (env KDLAB_OAUTH_REDIRECT_URI)")
+    sv.add_argument("--oauth-extra-params", metavar="JSON", help="provider extras, e.g. '{\"tenant\": \"...\"}' "
+                    "(env KDLAB_OAUTH_EXTRA_PARAMS)")
+    sv.add_argument("--allow-user", action="append", metavar="NAME", help="only this logged-in user gets the "
+                    "dashboard (repeatable; env KDLAB_ALLOWED_USERS=a,b)")
+    sv.add_argument("--allow-origin", action="append", metavar="HOST[:PORT]", help="another host name browsers "
+                    "use to reach the server (a proxy, a DNS name; repeatable)")
+    sv.add_argument("--ssl-certfile", metavar="FILE", help="serve HTTPS with this certificate")
+    sv.add_argument("--ssl-keyfile", metavar="FILE", help="the certificate's private key")
     sv.set_defaults(fn=cmd_serve)
     from kdlab.runs.commands import add_run_commands
 
@@ -142,12 +172,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; a kdlab error, Ctrl-C or a closed output pipe end it with one line on stderr and exit
+    code 2, 130 (128 + SIGINT) or 141 (128 + SIGPIPE)."""
     args = build_parser().parse_args(argv)
     try:
         args.fn(args)
+        sys.stdout.flush()
     except KdlabError as e:
         print(f"kdlab: error: {e}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, Interrupted) as e:
+        print(f"kdlab: interrupted{f'; {e}' if str(e) else ''}", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to write at exit
+        print("kdlab: output closed early (broken pipe)", file=sys.stderr)
+        return 141
     return 0
 
 

@@ -40,10 +40,38 @@ class Issue:
         return f"{self.where}: {self.message}" if self.path else self.message
 
 
+#: the longest message a kdlab error carries; longer ones keep their start and end (a hostile or huge value
+#: in a spec must not make an error message of megabytes)
+MAX_MESSAGE = 2000
+
+
+def brief(value: Any, limit: int = 120) -> str:
+    """``repr(value)`` in at most about ``limit`` characters, for quoting user values in messages."""
+    if isinstance(value, (list, tuple, dict, set)) and len(value) > limit:  # don't repr a huge container
+        return f"<{type(value).__name__} of {len(value)} items>"
+    try:
+        return shorten(repr(value), limit)
+    except RecursionError:
+        return f"<{type(value).__name__} nested too deeply>"
+
+
+def shorten(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` when it fits in ``limit`` characters, else its start and end around a note of what was left out."""
+    if len(text) <= limit:
+        return text
+    keep = max(limit - 50, 10)
+    head, tail = keep * 3 // 4, keep // 4
+    return f"{text[:head]} ... ({len(text) - head - tail} characters left out) ... {text[len(text) - tail:]}"
+
+
 class KdlabError(Exception):
-    """Base class of every kdlab error. ``issues`` carries what was wrong as data (may be empty)."""
+    """Base class of every kdlab error. ``issues`` carries what was wrong as data (may be empty).
+
+    Messages are bounded: one longer than ``MAX_MESSAGE`` characters keeps its start and end."""
 
     def __init__(self, *args: Any, issues: Sequence[Issue] = ()):
+        if args and isinstance(args[0], str):
+            args = (shorten(args[0]), *args[1:])
         super().__init__(*args)
         self.issues: tuple[Issue, ...] = tuple(issues)
 
@@ -76,7 +104,10 @@ class CheckpointError(KdlabError, RuntimeError):
 
 
 class NonFiniteLossError(KdlabError, RuntimeError):
-    """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
+    """Training produced a NaN or infinite loss. The message says which training (the teacher's or the
+    student's), names the non-finite loss terms, hints at likely causes (NaN/inf data; parameters such as
+    ``method.params.temperature`` or ``optim.lr``) and says where the last good checkpoint is kept, or that
+    none was written yet."""
 
 
 def closest(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
@@ -89,10 +120,10 @@ def closest(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
 def unknown(kind: str, name: str, choices: Iterable[str], where: str | None = None) -> UnknownNameError:
     """Build the error for an unknown ``name`` of ``kind``, listing close and valid choices."""
     choices = sorted(choices)
-    near = closest(name, choices)
+    near = closest(name, choices) if isinstance(name, str) and len(name) <= 100 else []
     loc = f"{where}: " if where else ""
     hint = f" Did you mean {', '.join(repr(c) for c in near)}?" if near else ""
     shown = ", ".join(choices[:60]) + (" ..." if len(choices) > 60 else "")
-    message = f"unknown {kind} {name!r}.{hint} Valid: {shown}"
+    message = f"unknown {kind} {brief(name)}.{hint} Valid: {shown}"
     issue = Issue((where,) if where else (), message, tuple(choices))  # ``where`` may be free text, kept whole
     return UnknownNameError(f"{loc}{message}", issues=[issue])

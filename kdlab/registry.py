@@ -1,11 +1,12 @@
 """Registries by name (the timm pattern): named objects with declared, validated parameters."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kdlab.errors import ConfigError, unknown
+from kdlab.errors import ConfigError, brief, unknown
 
 
 @dataclass(frozen=True)
@@ -28,25 +29,30 @@ class Param:
             return None
         if self.choices is not None:
             if value not in self.choices:
-                raise ConfigError.at(where, f"{value!r} is not one of {list(self.choices)}", self.choices)
+                raise ConfigError.at(where, f"{brief(value)} is not one of {list(self.choices)}", self.choices)
             return value
         if self.type is bool:
             if not isinstance(value, bool):
-                raise ConfigError.at(where, f"expected true/false, got {value!r}")
+                raise ConfigError.at(where, f"expected true/false, got {brief(value)}")
             return value
         if self.type in (int, float):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError.at(where, f"expected a {self.type.__name__}, got {value!r}")
-            if self.type is int and float(value) != int(value):
+                raise ConfigError.at(where, f"expected a {self.type.__name__}, got {brief(value)}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError.at(where, f"expected a finite {self.type.__name__}, got {value!r}")
+            if self.type is int and isinstance(value, float) and not value.is_integer():
                 raise ConfigError.at(where, f"expected an integer, got {value!r}")
-            value = self.type(value)
+            try:
+                value = self.type(value)
+            except OverflowError:
+                raise ConfigError.at(where, f"{brief(value)} is too large; valid: {self.range_text()}") from None
             if not self.in_range(value):
-                raise ConfigError.at(where, f"{value!r} is outside {self.range_text()}")
+                raise ConfigError.at(where, f"{brief(value)} is outside {self.range_text()}")
             return value
         if self.type is list and isinstance(value, tuple):
             value = list(value)
         if not isinstance(value, self.type):
-            raise ConfigError.at(where, f"expected {self.type.__name__}, got {type(value).__name__} {value!r}")
+            raise ConfigError.at(where, f"expected {self.type.__name__}, got {type(value).__name__} {brief(value)}")
         return value
 
     def in_range(self, value: float) -> bool:

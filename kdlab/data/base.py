@@ -42,6 +42,67 @@ DATASETS = DatasetRegistry("dataset")
 SPLITS = ("train", "val", "test")
 
 
+def check_finite(values: torch.Tensor | np.ndarray, name: str, what: str = "pixel values", *,
+                 item: str = "sample", first: int = 0, where: str = "", fix: str = "") -> None:
+    """ConfigError unless every value of ``values`` (items along the first axis) is finite.
+
+    The message names ``name``, how many values are NaN and how many infinite, and the first bad item's
+    index (``first`` + its row; ``where`` is appended to it, e.g. the file it came from). Integer arrays
+    pass at once (they cannot hold NaN); comparisons such as ``x < 0`` miss NaN, so range checks need this.
+    """
+    if isinstance(values, np.ndarray) and values.dtype.kind not in "fc":
+        return  # integer, bool (or dtypes torch cannot take): nothing can be NaN
+    t = torch.as_tensor(values)
+    if not (t.is_floating_point() or t.is_complex()) or not t.numel():
+        return
+    bad = ~torch.isfinite(t)
+    if not bool(bad.any()):
+        return
+    n_nan, n_bad = int(torch.isnan(t).sum()), int(bad.sum())
+    rows = bad.reshape(len(t), -1).any(1) if t.ndim else bad.reshape(1)
+    at = first + int(rows.nonzero()[0, 0])
+    n_rows = int(rows.sum())
+    place = (f"in {item} {at}" if len(rows) == 1 else
+             f"in {n_rows} of {len(rows)} {item}s, the first is {item} {at}")
+    raise ConfigError(f"{name}: {n_bad} {what} are NaN or infinite ({n_nan} NaN, {n_bad - n_nan} inf) "
+                      f"{place}{where}; {fix or 'fix or drop those ' + item + 's'}")
+
+
+def check_pixels(x: torch.Tensor | np.ndarray, name: str, *, tol: float = 0.0, fix: str = "",
+                 first: int = 0, where: str = "") -> None:
+    """ConfigError unless every pixel of images ``x`` (N, ...) is finite and in [0, 1] (``tol`` either side):
+    the one check every user-data entry point runs (NaN fails no comparison, so it is looked for first)."""
+    check_finite(x, name, first=first, where=where,
+                 fix="images must hold finite values in [0, 1]; fix or drop those samples")
+    t = torch.as_tensor(x)
+    if not t.is_floating_point() or not t.numel():
+        return
+    outside = (t < -tol) | (t > 1.0 + tol)
+    if bool(outside.any()):
+        rows = outside.reshape(len(t), -1).any(1)
+        raise ConfigError(f"{name}: images must be in [0, 1], got values in [{float(t.min()):.3g}, "
+                          f"{float(t.max()):.3g}] ({int(outside.sum())} values outside, the first in sample "
+                          f"{first + int(rows.nonzero()[0, 0])}{where}){fix}")
+
+
+def check_labels(y: torch.Tensor | np.ndarray, name: str, *, item: str = "sample", first: int = 0,
+                 where: str = "") -> None:
+    """ConfigError unless float labels ``y`` are finite whole numbers (they become int64 class indices, where
+    NaN would turn into a huge negative number and 2.5 into 2); integer labels pass at once."""
+    check_finite(y, name, "labels", item=item, first=first, where=where,
+                 fix=f"labels must be class indices 0, 1, ...; fix or drop those {item}s")
+    if isinstance(y, np.ndarray) and y.dtype.kind != "f":
+        return
+    t = torch.as_tensor(y)
+    if t.is_floating_point() and t.numel():
+        frac = t != t.round()
+        if bool(frac.any()):
+            at = first + int(frac.reshape(len(t), -1).any(1).nonzero()[0, 0]) if t.ndim else first
+            raise ConfigError(f"{name}: {int(frac.sum())} labels are not whole numbers (the first in {item} "
+                              f"{at}{where} is {float(t.reshape(-1)[frac.reshape(-1)][0]):g}); labels must be "
+                              f"class indices 0, 1, ...")
+
+
 class ImageTensors(Dataset):
     """In-memory images ``x`` (N, C, H, W) with labels ``y`` and class names: items are ``(x, y, index)`` (the
     index lets the trainer cache teacher outputs per sample). Real and synthetic sets share this face."""
@@ -77,7 +138,10 @@ class ArrayDataset(ImageTensors):
 
     def __post_init__(self) -> None:
         self.x = torch.as_tensor(self.x, dtype=torch.float32)
-        self.y = torch.as_tensor(self.y, dtype=torch.int64)
+        y = torch.as_tensor(self.y)
+        if y.is_floating_point():
+            check_labels(y, self.name)
+        self.y = y.to(torch.int64)
         if self.x.ndim != 4:
             raise ConfigError(f"{self.name}: images must be (N, C, H, W), got shape {tuple(self.x.shape)}")
         if len(self.x) != len(self.y):

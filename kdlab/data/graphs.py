@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from kdlab.data.base import DatasetRegistry
+from kdlab.data.base import DatasetRegistry, check_finite, check_labels
 from kdlab.errors import ConfigError, ShapeError
 from kdlab.registry import Param
 
@@ -43,12 +43,17 @@ class GraphData:
 
     def __post_init__(self) -> None:
         self.x = torch.as_tensor(self.x, dtype=torch.float32)
-        self.y = torch.as_tensor(self.y, dtype=torch.int64)
+        y = torch.as_tensor(self.y)
+        if y.is_floating_point():
+            check_labels(y, self.name, item="node")
+        self.y = y.to(torch.int64)
         self.edge_index = torch.as_tensor(self.edge_index, dtype=torch.int64)
         n = len(self.y)
         if self.x.ndim != 2 or len(self.x) != n:
             raise ShapeError(f"{self.name}: features must be (nodes, features) with {n} rows, got "
                              f"{tuple(self.x.shape)}")
+        check_finite(self.x, self.name, "node feature values", item="node",
+                     fix="features must be finite; fill or drop those nodes' features")
         if self.edge_index.ndim != 2 or self.edge_index.shape[0] != 2:
             raise ShapeError(f"{self.name}: edge_index must be (2, edges), got {tuple(self.edge_index.shape)}")
         if self.edge_index.numel() and (self.edge_index.min() < 0 or self.edge_index.max() >= n):

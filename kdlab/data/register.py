@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from kdlab.data.base import DATASETS, SPLITS, ArrayDataset
+from kdlab.data.base import DATASETS, SPLITS, ArrayDataset, check_finite, check_pixels
 from kdlab.data.builtin import N_TRAIN_PARAM
 from kdlab.data.cache import cache_path, load_npz, save_npz
 from kdlab.data.splits import SPLIT_SEED, resolve_size, stratified_split, stratified_subset
@@ -169,6 +169,7 @@ def register_dataset(name: str | None = None, params: Mapping[str, Param] | None
 def as_dataset(out: Any, name: str, source: str = "") -> ArrayDataset:
     """An ``ArrayDataset`` from what a user function returned (a dataset or ``(x, y)``; uint8 -> [0, 1])."""
     if isinstance(out, ArrayDataset):
+        check_finite(out.x, name)
         return out
     if isinstance(out, tuple) and len(out) in (2, 3):
         x, y = (torch.as_tensor(np.asarray(v)) if not isinstance(v, torch.Tensor) else v for v in out[:2])
@@ -176,9 +177,7 @@ def as_dataset(out: Any, name: str, source: str = "") -> ArrayDataset:
         if x.ndim == 3:
             x = x[:, None]
         classes = [str(c) for c in out[2]] if len(out) == 3 else []
-        if len(x) and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
-            raise ConfigError(f"{name}: images must be in [0, 1] (or uint8), got values in "
-                              f"[{float(x.min()):.3g}, {float(x.max()):.3g}]")
+        check_pixels(x, name, fix="; return [0, 1] floats or uint8 images")
         return ArrayDataset(x, y, name, classes, source)
     raise ConfigError(f"{name}: a dataset function must return an ArrayDataset or (x, y), "
                       f"got {type(out).__name__}")
@@ -193,7 +192,9 @@ def register_arrays(name: str, data: ArrayDataset, *, test_data: ArrayDataset | 
     Returns the ``{"train", "val", "test"}`` splits.
     """
     check_name(name)
+    check_finite(data.x, name)
     if test_data is not None:
+        check_finite(test_data.x, f"{name} (test_data)")
         if test_data.in_shape != data.in_shape:
             raise ConfigError(f"test_data: image shape {test_data.in_shape} differs from {data.in_shape}")
         k = max(data.num_classes, test_data.num_classes)

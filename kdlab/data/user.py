@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kdlab.data.base import ArrayDataset
+from kdlab.data.base import ArrayDataset, check_finite, check_labels, check_pixels
 from kdlab.data.cache import cached
 from kdlab.data.register import (
     REBUILDERS,
@@ -89,8 +89,9 @@ def scan_folder(path: str | os.PathLike) -> tuple[list[str], list[tuple[Path, in
     return classes, files
 
 
-def _read_image(file: Path, size: tuple[int, int] | None) -> np.ndarray:
-    """One image as uint8 (H, W, 3), resized (bilinear) when ``size`` is given."""
+def _read_image(file: Path, size: tuple[int, int] | None, name: str = "", index: int = 0) -> np.ndarray:
+    """One image as uint8 (H, W, 3), resized (bilinear) when ``size`` is given; a float ``.npy`` holding NaN
+    or inf fails, naming dataset ``name`` and the image's ``index`` in it."""
     if file.suffix.lower() == ".npy":
         a = np.load(file, allow_pickle=False)
         if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[-1] not in (1, 3, 4):
@@ -100,6 +101,8 @@ def _read_image(file: Path, size: tuple[int, int] | None) -> np.ndarray:
         if a.ndim != 3 or a.shape[-1] not in (1, 3, 4):
             raise ConfigError(f"path: {file} holds an array of shape {a.shape}; expected (H, W) or (H, W, C)")
         a = a[..., :3]
+        check_finite(a[None], name or file.parent.name, first=index, where=f" ({file})",
+                     fix="images must hold finite values; fix or drop that file")
         if a.dtype != np.uint8:
             a = (np.clip(a.astype(np.float64), 0.0, 1.0) * 255.0).round().astype(np.uint8)
         a = np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a
@@ -145,7 +148,7 @@ def read_folder(path: str | os.PathLike, *, size: int | Sequence[int] | None = N
     classes, files = scan_folder(root)
 
     def build() -> dict[str, np.ndarray]:
-        images = [_read_image(f, hw) for f, _, _ in files]
+        images = [_read_image(f, hw, root.name, i) for i, (f, _, _) in enumerate(files)]
         shapes = {a.shape for a in images}
         if len(shapes) > 1:
             first = images[0].shape
@@ -258,11 +261,14 @@ def read_cifar(path: str | os.PathLike, which: str = "cifar10",
             batch = _unpickle(d / f)
             if "data" not in batch or key not in batch:
                 raise ConfigError(f"path: {d / f} lacks 'data' or {key!r}; is it a {which} batch file?")
-            data = np.asarray(batch["data"], dtype=np.uint8)
+            data, labels = np.asarray(batch["data"]), np.asarray(batch[key])
+            check_finite(data, which, where=f" of {d / f}", fix="CIFAR pixels are bytes 0..255; is the file damaged?")
+            check_labels(labels, which, where=f" of {d / f}")
+            data = data.astype(np.uint8, copy=False)
             if data.ndim != 2 or data.shape[1] != 3072:
                 raise ConfigError(f"path: {d / f} data has shape {data.shape}; expected (N, 3072)")
             xs.append(data.reshape(-1, 3, 32, 32))
-            ys.append(np.asarray(batch[key], dtype=np.int64))
+            ys.append(labels.astype(np.int64, copy=False))
             parts.append(np.full(len(data), code, np.int64))
     y = np.concatenate(ys)
     names = _cifar_names(d / spec["meta"], which, label, int(y.max()) + 1 if len(y) else 0)
@@ -353,15 +359,18 @@ def materialize(dataset: Any, name: str = "data", classes: Sequence[str] | None 
             raise ConfigError(f"dataset[{i}]: image shape {tuple(x.shape)} differs from dataset[0]'s "
                               f"{tuple(xs[0].shape)}; add a resize transform")
         xs.append(x)
-        ys.append(int(item[1]))
+        label = item[1]
+        ys.append(label.item() if isinstance(label, (torch.Tensor, np.ndarray, np.generic)) else label)
     if not xs:
         raise ConfigError(f"{name}: the dataset is empty")
     x = torch.stack(xs)
-    lo, hi = float(x.min()), float(x.max())
-    if lo < -1e-6 or hi > 1 + 1e-6:
-        raise ConfigError(f"{name}: images must be in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; drop "
-                          f"normalisation transforms (ArrayDataset holds plain pixels)")
-    y = torch.tensor(ys, dtype=torch.int64)
+    check_pixels(x, name, tol=1e-6, fix="; drop normalisation transforms (ArrayDataset holds plain pixels)")
+    try:
+        y = torch.tensor(ys)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ConfigError(f"{name}: labels must be class indices (numbers), got {e}") from None
+    check_labels(y, name)
+    y = y.to(torch.int64)
     if int(y.min()) < 0:
         raise ConfigError(f"{name}: labels must be class indices >= 0, got {int(y.min())}")
     names = list(classes) if classes is not None else list(getattr(dataset, "classes", []) or [])
@@ -381,6 +390,6 @@ def from_torch(dataset: Any, name: str | None = None, *, test: Any = None,
     """
     key = check_name(name or _default_name(type(dataset).__name__.lower()))
     data = materialize(dataset, key, classes)
-    test_data = materialize(test, key, classes or data.classes) if test is not None else None
+    test_data = materialize(test, f"{key} (test)", classes or data.classes) if test is not None else None
     return register_arrays(key, data, test_data=test_data, val_size=val_size, test_size=test_size,
                            persist=persist)

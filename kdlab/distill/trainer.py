@@ -2,6 +2,7 @@
 several GPUs (through accelerate)."""
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
@@ -13,11 +14,11 @@ from typing import Any
 import torch
 
 from kdlab.data.base import ArrayDataset, BatchLoader
-from kdlab.distill.base import Distiller, TeacherOutput
+from kdlab.distill.base import Distiller, TeacherOutput, _probe_logits
 from kdlab.distill.evaluate import Evaluation, evaluate, score
 from kdlab.distill.optim import OPTIM, build_optimizer, build_schedule
 from kdlab.distill.teacher_cache import TeacherCache, cache_bytes
-from kdlab.errors import CheckpointError, ConfigError, NonFiniteLossError
+from kdlab.errors import CheckpointError, ConfigError, NonFiniteLossError, ShapeError
 from kdlab.models.checkpoints import load_state
 from kdlab.models.inference import predict
 
@@ -97,7 +98,15 @@ def pick_device(choice: str = "auto") -> str:
     if choice == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if choice.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device: 'cuda' was asked for but no GPU is visible; use 'auto' or 'cpu'")
+        raise ConfigError.at("device", f"{choice!r} was asked for but no GPU is visible on this machine; use "
+                             "'auto' or 'cpu'", ("auto", "cpu"))
+    if choice.startswith("cuda:") and int(choice[5:]) >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise ConfigError.at("device", f"{choice!r}: this machine has {n} GPU{'s' if n != 1 else ''}; valid: "
+                             f"{', '.join(['auto', 'cpu', 'cuda', *(f'cuda:{i}' for i in range(n))])}")
+    if choice == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError.at("device", "'mps' was asked for but Apple's MPS is not available here; use 'auto' "
+                             "or 'cpu'", ("auto", "cpu"))
     if choice not in ("cpu", "mps") and not choice.startswith("cuda"):
         raise ConfigError(f"device: {choice!r} is not one of ['auto', 'cpu', 'cuda', 'cuda:N', 'mps']")
     return choice
@@ -115,10 +124,15 @@ class _TrainStep(torch.nn.Module):
 
 
 class Trainer:
-    """Trains ``distiller``'s student (and adapters) on an ``ArrayDataset``; see ``fit``."""
+    """Trains ``distiller``'s student (and adapters) on an ``ArrayDataset``; see ``fit``.
+
+    ``role`` says what this training is in a larger run (``"student"``, or ``"teacher"`` when an experiment
+    trains its teacher with the ``vanilla`` method); errors name it.
+    """
 
     def __init__(self, distiller: Distiller, config: TrainConfig | None = None,
-                 callbacks: Sequence[Callback] = (), checkpoint_dir: str | Path | None = None):
+                 callbacks: Sequence[Callback] = (), checkpoint_dir: str | Path | None = None,
+                 role: str = "student"):
         from accelerate import Accelerator  # lazy: only a Trainer needs accelerate (~50 ms to import)
 
         self.config = config or TrainConfig()
@@ -129,6 +143,7 @@ class Trainer:
         self.distiller = distiller.to(self.device)
         self.callbacks = list(callbacks)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.role = str(role)
         self.optimizer = build_optimizer(distiller.trainable_parameters(), self.config.optimizer,
                                          self.config.lr, self.config.momentum, self.config.weight_decay)
         self.scheduler = build_schedule(self.optimizer, self.config.schedule, self.config.epochs)
@@ -172,6 +187,54 @@ class Trainer:
             for cb in self.callbacks:
                 getattr(cb, hook)(self, *args)
 
+    def _check_classes(self, **splits: ArrayDataset) -> None:
+        """ShapeError unless the student (and the teacher) have an output for every class of each split: a
+        narrower model would end in torch's "Target 8 is out of bounds" at the first step."""
+        d = self.distiller
+        models = [("student", int(getattr(d, "num_classes", 0) or _probe_logits(d.student, d.in_shape)))]
+        if d.teacher is not None:
+            models.append(("teacher", _probe_logits(d.teacher, d.in_shape)))
+        for split, data in splits.items():
+            y = getattr(data, "y", None)
+            top = int(y.max()) if y is not None and len(y) else -1
+            need = max(int(getattr(data, "num_classes", 0)), top + 1)
+            for who, width in models:
+                if width < need:
+                    name = getattr(data, "name", "")
+                    raise ShapeError(
+                        f"the {who} model has {width} outputs but the {split} data{f' {name!r}' if name else ''} "
+                        f"has {need} classes (largest label {top}): build the {who} for {need} classes, e.g. "
+                        f"kdlab.models.create(name, num_classes={need}, in_shape=...), or use data whose labels "
+                        f"are below {width}")
+
+    def _non_finite(self, terms: Mapping[str, torch.Tensor], loss: torch.Tensor) -> NonFiniteLossError:
+        """The error for a NaN/inf loss: which training (teacher or student), which terms, likely causes, and
+        whether a checkpoint is kept (only when one is on disk). At most ~500 characters."""
+        values = {k: float(v.detach().float().sum()) for k, v in terms.items()}
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        shown = bad or list(values)
+
+        def term(k: str) -> str:
+            return f"{k[:24]}={values[k]:.3g}"
+
+        listed = ", ".join(term(k) for k in shown[:4]) + (f" (+{len(shown) - 4} more)" if len(shown) > 4 else "")
+        what = (f"non-finite terms {listed}" if bad else
+                f"every term is finite but their sum is {float(loss.detach()):.3g} ({listed})")
+        optim = "teacher.optim" if self.role == "teacher" else "optim"
+        params = (f"{optim}.lr (lower it), {optim}.grad_clip" if self.role == "teacher" else
+                  f"method.params (e.g. temperature), {optim}.lr (lower it), {optim}.grad_clip")
+        head = (f"{self.role[:20]} training: non-finite loss at epoch {self.epoch + 1}, step {self.global_step}: "
+                f"{what}; check the data for NaN/inf and parameters such as {params}; ")
+        last = self.checkpoint_dir / "last.pt" if self.checkpoint_dir is not None else None
+        if last is not None and last.is_file():
+            path, room = str(last), 496 - len(head) - len("the last good checkpoint is kept ()")
+            if len(path) > room:
+                path = "..." + path[len(path) - max(room - 3, 10):]
+            tail = f"the last good checkpoint is kept ({path})"
+        else:
+            tail = "no checkpoint was written yet"
+        return NonFiniteLossError(head + tail)
+
     # -- checkpoints -----------------------------------------------------------------------------
     def save_checkpoint(self, name: str = "last.pt") -> Path | None:
         """Write model, optimiser, schedule, RNG and history atomically (tmp file, then rename)."""
@@ -212,6 +275,7 @@ class Trainer:
     def fit(self, train: ArrayDataset, val: ArrayDataset, resume_from: str | Path | None = None) -> TrainResult:
         """Train for ``config.epochs`` epochs (continuing after ``resume_from``'s epoch), validating each."""
         cfg, d = self.config, self.distiller
+        self._check_classes(train=train, val=val)
         if resume_from is not None:
             self.load_checkpoint(resume_from)
         else:
@@ -264,9 +328,7 @@ class Trainer:
                 logits, terms = self.step_module(x, y, t_out)
             loss = sum(terms.values())
             if not torch.isfinite(loss):
-                bad = {k: float(v) for k, v in terms.items()}
-                raise NonFiniteLossError(f"non-finite loss at epoch {self.epoch + 1}, step {self.global_step}: "
-                                         f"terms {bad}; the last good checkpoint is kept")
+                raise self._non_finite(terms, loss)
             self.optimizer.zero_grad(set_to_none=True)
             acc.backward(loss)
             if cfg.grad_clip:

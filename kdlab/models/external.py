@@ -12,12 +12,13 @@ come from timm's ``feature_info`` or torchvision's ``layer1..layer4`` / ``encode
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import nn
 
-from kdlab.errors import ConfigError, unknown
+from kdlab.errors import ConfigError, brief, shorten, unknown
 
 #: prefix -> the pip package that provides it.
 PACKAGES: dict[str, str] = {"timm": "timm", "torchvision": "torchvision"}
@@ -117,8 +118,6 @@ def _construct(name: str, build: Callable[..., nn.Module], **kwargs: Any) -> nn.
 def _timm(name: str, inner: str, num_classes: int, in_shape: tuple[int, int, int],
           params: dict[str, Any]) -> nn.Module:
     timm = _import("timm", name)
-    if not timm.is_model(inner):
-        raise unknown("timm model", inner, timm.list_models(), where="model")
     params.setdefault("pretrained", False)
     model = _construct(name, lambda **kw: timm.create_model(inner, **kw), num_classes=num_classes,
                        in_chans=in_shape[0], **params)
@@ -128,12 +127,6 @@ def _timm(name: str, inner: str, num_classes: int, in_shape: tuple[int, int, int
 def _torchvision(name: str, inner: str, num_classes: int, in_shape: tuple[int, int, int],
                  params: dict[str, Any]) -> nn.Module:
     torchvision = _import("torchvision", name)
-    try:  # the classification models only (not detection / segmentation / video)
-        names = torchvision.models.list_models(module=torchvision.models)
-    except TypeError:
-        names = torchvision.models.list_models()
-    if inner not in names:
-        raise unknown("torchvision model", inner, names, where="model")
     params.setdefault("weights", None)
     model = _construct(name, lambda **kw: torchvision.models.get_model(inner, **kw), num_classes=num_classes,
                        **params)
@@ -142,19 +135,64 @@ def _torchvision(name: str, inner: str, num_classes: int, in_shape: tuple[int, i
     return _set_taps(model, linears[-1] if linears else None)
 
 
+def _timm_names(name: str) -> list[str]:
+    return _import("timm", name).list_models()
+
+
+def _torchvision_names(name: str) -> list[str]:
+    models = _import("torchvision", name).models
+    try:  # the classification models only (not detection / segmentation / video)
+        return models.list_models(module=models)
+    except TypeError:
+        return models.list_models()
+
+
 BUILDERS: dict[str, Callable[..., nn.Module]] = {"timm": _timm, "torchvision": _torchvision}
+NAMES: dict[str, Callable[[str], list[str]]] = {"timm": _timm_names, "torchvision": _torchvision_names}
+#: passthrough parameters are plain settings: scalars or short lists of them, strings of bounded length
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def check_external(name: str, params: Mapping[str, Any] | None = None, where: str = "model") -> dict[str, Any]:
+    """Validate ``"<prefix>:<model>"`` and its constructor ``params`` before anything is built: the prefix, the
+    model name (its package must be installed), and params that are plain values (numbers, strings, booleans,
+    short lists of them) under identifier keys. Returns the params; raises ConfigError naming the field
+    (``name``, ``params.<key>``, under ``where`` when given)."""
+    pre = f"{where}." if where else ""
+    prefix, _, inner = name.partition(":")
+    if prefix not in BUILDERS:
+        raise unknown("model prefix", prefix, list(BUILDERS), where=f"{pre}name")
+    if not inner:
+        raise ConfigError.at(f"{pre}name", f"{brief(name)} names no {prefix} model after the prefix "
+                             f"(e.g. '{prefix}:resnet18')")
+    params = dict(params or {})
+    for key, value in params.items():
+        at = f"{pre}params.{shorten(str(key), 60)}"
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ConfigError.at(at, "a constructor keyword must be a Python identifier")
+        items = value if isinstance(value, list) else [value]
+        if len(items) > 64 or not all(isinstance(v, _PLAIN) for v in items):
+            raise ConfigError.at(at, f"{brief(value, 80)} is not a plain setting; a passthrough parameter is a "
+                                 "number, string, boolean or null, or a list of at most 64 of them")
+        if any(isinstance(v, float) and not math.isfinite(v) or isinstance(v, str) and len(v) > 200
+               for v in items):
+            raise ConfigError.at(at, f"{brief(value, 80)}: numbers must be finite, strings at most 200 characters")
+    if prefix not in NAMES:  # a prefix another package added (e.g. ``zoo:``) checks its names when built
+        return params
+    try:
+        names = NAMES[prefix](name)
+    except MissingPackageError as e:
+        raise MissingPackageError.at(f"{pre}name", str(e)) from None
+    if inner not in names:
+        raise unknown(f"{prefix} model", inner, names, where=f"{pre}name")
+    return params
 
 
 def create_external(name: str, num_classes: int, in_shape: tuple[int, int, int],
                     params: Mapping[str, Any] | None = None) -> nn.Module:
     """Build ``"<prefix>:<model>"`` from timm or torchvision (see the module docstring)."""
-    prefix, _, inner = name.partition(":")
-    if prefix not in BUILDERS:
-        raise unknown("model prefix", prefix, list(BUILDERS), where="model")
-    if not inner:
-        raise ConfigError(f"model: {name!r} names no {prefix} model after the prefix "
-                          f"(e.g. '{prefix}:resnet18')")
-    return BUILDERS[prefix](name, inner, num_classes, tuple(in_shape), dict(params or {}))
+    params = check_external(name, params)
+    return BUILDERS[name.partition(":")[0]](name, name.partition(":")[2], num_classes, tuple(in_shape), params)
 
 
 def table_rows() -> list[dict[str, Any]]:

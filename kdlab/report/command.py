@@ -20,8 +20,9 @@ def resolve(text: str, store: str | None = None) -> RunData:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from kdlab.report.html import build, report_figures
+    from kdlab.report.html import build, check_output, report_figures
 
+    check_output(args.output)  # before any run is read or prediction computed
     runs: list[Any] = []
     for text in args.runs:
         run = resolve(text, args.store)

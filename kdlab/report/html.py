@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from kdlab.errors import ConfigError
 from kdlab.report.runs import RunData, load_runs
 
 # plotly.js config: no logo (a link to plotly.com), no "send to cloud"/"edit in Chart Studio" buttons
@@ -274,12 +275,26 @@ def build(runs: Any, path: str | os.PathLike[str] | None = None, title: str = "k
     ``{display name: source}``. The file opens offline: plotly.js is inlined once, figures reference no
     URL, MathJax is off. Every string that comes from a run is HTML-escaped.
     """
+    out = check_output(path) if path is not None else None
     rs = load_runs(runs)
     html = render(rs, report_figures(rs), str(title))
-    if path is not None:
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
+    if out is not None:
         tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(html, encoding="utf-8")
-        os.replace(tmp, out)
+        try:
+            tmp.write_text(html, encoding="utf-8")
+            os.replace(tmp, out)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise ConfigError.at("output", f"cannot write {out}: {e.strerror or e}") from None
     return html
+
+
+def check_output(path: str | os.PathLike[str]) -> Path:
+    """``path`` as the report file to write, checked before any work: not a folder, in a folder that exists."""
+    out = Path(path)
+    if out.is_dir():
+        raise ConfigError.at("output", f"{out} is a folder; give a file name, e.g. {out / 'report.html'}")
+    if not out.parent.is_dir():
+        raise ConfigError.at("output", f"the folder {out.parent} does not exist; create it first or write the "
+                             "report elsewhere")
+    return out

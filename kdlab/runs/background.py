@@ -16,6 +16,7 @@ import pandas as pd
 from kdlab.errors import CheckpointError, ConfigError
 from kdlab.runs.executors import checkpoint_note, get_executor
 from kdlab.runs.job import Progress, get_job, kind_of
+from kdlab.runs.preflight import preflight
 from kdlab.runs.scheduler import mark_gone, reconcile, refresh, start_queued
 from kdlab.runs.spec import ExperimentSpec, JobSpec, load_job
 from kdlab.runs.store import ACTIVE, TERMINAL, RunRecord, Store, open_store
@@ -100,7 +101,8 @@ def launch(spec: ExperimentSpec | JobSpec | Mapping[str, Any] | str | os.PathLik
     """Run ``spec`` (a job of any kind: an experiment spec trains, ``{kind: cka, params: {...}}`` analyses, ...)
     in the background and return at once with a ``RunHandle``.
 
-    The spec is validated first (bad specs fail here, naming the field; runs a job names must exist). The run
+    The spec is validated first (bad specs fail here, naming the field; runs a job names must exist; the device
+    and checkpoint files it needs are checked by ``kdlab.runs.preflight``): nothing is recorded for a bad one. The run
     is queued in ``store`` (default: ``KDLAB_HOME``) and starts as soon as ``executor`` has a free slot
     (``local``: at most ``KDLAB_MAX_CONCURRENT`` / ``store.max_concurrent`` runs at once, default 2).
     ``log_every`` sets how often (in optimiser steps) per-step metrics of a training run are recorded.
@@ -114,6 +116,8 @@ def launch(spec: ExperimentSpec | JobSpec | Mapping[str, Any] | str | os.PathLik
         params = get_job(spec.kind).check(spec.params, store)
         spec = JobSpec.model_validate({**spec.to_dict(), "params": params})
     ex.check(spec)
+    preflight(spec, local=executor == "local")
+    ex.max_concurrent(store)  # a bad KDLAB_MAX_CONCURRENT fails here, before the run is recorded
     options = {"log_every": log_every, "cwd": os.getcwd(),
                "env": {k: v for k, v in os.environ.items() if k.startswith("KDLAB_")}}
     run_id = store.create_run(spec, name, executor=executor, tags=tags, options=options)

@@ -34,7 +34,7 @@ def _print_frame(df: Any) -> None:
 def cmd_launch(args: argparse.Namespace) -> None:
     from kdlab.runs.background import launch
 
-    h = launch(args.spec, store=_store(args), name=args.name, tags=args.tag or (), log_every=args.log_every)
+    h = launch(args.spec, store=args.store, name=args.name, tags=args.tag or (), log_every=args.log_every)
     print(f"{h.id}  {h.status}  (folder {h.run_dir})", flush=True)
     if args.wait:
         print(h.wait())
@@ -45,13 +45,15 @@ def cmd_runs(args: argparse.Namespace) -> None:
     reconcile(store)  # dead workers show as interrupted; nothing is started by listing
     df = store.list_runs(status=args.status or None)
     if len(df):
+        import pandas as pd
+
         def progress(r: Any) -> str:  # epochs of a training run, the share done of any other job
             if r["kind"] == "train":
                 return f"{int(r['epoch'])}/{int(r['epochs'])}"
             return f"{100 * store.progress(r['id']).fraction:.0f}%"
 
         df = df.assign(created=df["created"].dt.tz_convert(None).dt.strftime("%m-%d %H:%M:%S"),
-                       duration_s=df["duration_s"].round(1), progress=df.apply(progress, axis=1))
+                       duration_s=pd.to_numeric(df["duration_s"]).round(1), progress=df.apply(progress, axis=1))
     cols = ["id", "name", "kind", "status", "progress", "method", "teacher", "student", "data", "test_acc", "created",
             "duration_s", "device", "error"]
     _print_frame(df[cols] if len(df) else df)

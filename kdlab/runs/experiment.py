@@ -27,6 +27,7 @@ from kdlab.models.checkpoints import load_state
 from kdlab.models.inference import predict
 from kdlab.paths import cache_dir
 from kdlab.runs.artifacts import RESULTS_FILE, save_predictions
+from kdlab.runs.preflight import preflight
 from kdlab.runs.spec import ExperimentSpec, ModelSpec, OptimSpec, TeacherSpec, load_spec
 
 
@@ -161,7 +162,7 @@ def get_teacher(spec: ExperimentSpec, splits: Splits, device: str,
         model = create(ts.name, splits.train.num_classes, splits.train.in_shape, **ts.params)
         t0 = time.perf_counter()
         distiller = create_distiller("vanilla", None, model, splits.train.in_shape)
-        trainer = Trainer(distiller, train_config(ts.optim, ts.seed, device, amp=spec.amp), callbacks)
+        trainer = Trainer(distiller, train_config(ts.optim, ts.seed, device, amp=spec.amp), callbacks, role="teacher")
         trainer.fit(splits.train, splits.val)
         meta = {"train_time_s": time.perf_counter() - t0}
         if trainer.is_main:
@@ -209,6 +210,7 @@ def run_experiment(source: Any, run_dir: str | Path | None = None, callbacks: Se
     training when it is not cached yet.
     """
     spec = load_spec(source)
+    preflight(spec)
     device = pick_device(spec.device)
     splits = load_splits(spec)
     teacher, teacher_meta = (get_teacher(spec, splits, device, teacher_callbacks) if spec.teacher is not None

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from kdlab.distill.optim import OPTIM
-from kdlab.errors import ConfigError, Issue, KdlabError
+from kdlab.errors import ConfigError, Issue, KdlabError, brief, closest, shorten
 from kdlab.registry import Param
 
 
@@ -37,7 +37,9 @@ def check_device(v: str) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    """Spec sections: unknown fields fail, no type coercion ("3" is not a number), NaN and inf are refused."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
 
 
 class ShiftSpec(_Strict):
@@ -59,7 +61,11 @@ class DataSpec(_Strict):
         from kdlab.data import DATASETS
         from kdlab.data.shifts import SHIFTS
 
-        _registered(DATASETS, self.name, self.params)
+        values = _registered(DATASETS, self.name, self.params)
+        n, size = values.get("n_train"), DATASETS.entry(self.name).tags.get("train")
+        if n is not None and size is not None and n > size:
+            raise ConfigError.at("params.n_train", f"{n} is more than the {size} training samples of "
+                                 f"{self.name!r}; valid: 1..{size} (or null for all)")
         for i, s in enumerate(self.shift):
             if s.name not in SHIFTS:
                 msg = f"shift {s.name!r} is unknown; valid: {', '.join(SHIFTS.names())}"
@@ -105,7 +111,14 @@ class ModelSpec(_Strict):
     def _known(self) -> ModelSpec:
         from kdlab.models import MODELS
 
-        if ":" not in self.name:  # timm:/torchvision: passthrough names are checked when built
+        if ":" in self.name:  # a timm:/torchvision: passthrough: the package's model and plain params
+            from kdlab.models.external import check_external
+
+            try:
+                check_external(self.name, self.params, where="")
+            except KdlabError as e:
+                raise ConfigError(str(e), issues=e.issues) from None
+        else:
             _registered(MODELS, self.name, self.params)
         return self
 
@@ -222,6 +235,10 @@ class ExperimentSpec(_Strict):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+#: at most this many ``path: message`` lines in a spec error (the rest are counted)
+MAX_LINES = 12
+
+
 def _members(ann: Any) -> tuple[Any, ...]:
     return get_args(ann) if get_origin(ann) in (Union, types.UnionType) else (ann,)
 
@@ -270,19 +287,24 @@ def validation_issues(err: ValidationError, model: type[BaseModel] | None = None
     for e in err.errors():
         loc = tuple(e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
+        choices = _choices_at(model, loc, e["type"])
         if e["type"] == "extra_forbidden":
-            msg = "unknown field"
+            near = closest(str(loc[-1]), choices or ()) if len(str(loc[-1])) <= 100 else []
+            msg = ("unknown field" + (f" (did you mean {near[0]!r}?)" if near else "")
+                   + (f"; valid: {', '.join(map(str, choices))}" if choices else ""))
         elif e["type"] == "literal_error":
-            msg = f"{e['input']!r} is not valid; {e['msg'].lower()}"
-        where = ".".join(str(p) for p in loc)
-        lines.append(f"{where}: {msg}" if where else msg)  # a model-level kdlab error names its own path
+            msg = f"{brief(e['input'])} is not valid; {e['msg'].lower()}"
+        elif e["type"].endswith(("_type", "_parsing", "finite_number")):
+            msg = f"{msg}, got {brief(e['input'], 60)}"
         cause = (e.get("ctx") or {}).get("error")
-        inner = cause.issues if isinstance(cause, KdlabError) else ()
-        if inner:
-            issues += [i.under(*loc) for i in inner]
-        else:
-            issues.append(Issue(loc, msg, _choices_at(model, loc, e["type"])))
-    return tuple(issues), f"{title}:\n  " + "\n  ".join(lines)
+        inner = [i.under(*loc) for i in cause.issues] if isinstance(cause, KdlabError) else []
+        issues += inner or [Issue(loc, msg, choices)]
+        for issue in inner or [Issue(loc, msg)]:  # a validator's kdlab error names its own path below ``loc``
+            where = shorten(issue.where, 200)
+            lines.append(f"{where}: {issue.message}" if where else issue.message)
+    if len(lines) > MAX_LINES:
+        lines[MAX_LINES:] = [f"... and {len(lines) - MAX_LINES} more"]
+    return tuple(issues), f"{title}:\n  " + "\n  ".join(shorten(line, 400) for line in lines)
 
 
 def _format(err: ValidationError) -> str:
@@ -302,19 +324,68 @@ def load_spec(source: str | Path | dict[str, Any] | ExperimentSpec) -> Experimen
         raise ConfigError(text, issues=issues) from None
 
 
+#: a spec file larger than this is refused before it is parsed
+MAX_SPEC_BYTES = 1 << 20
+#: a spec holding more values than this (counting each YAML alias as the values it repeats) is refused
+MAX_SPEC_VALUES = 20_000
+_EMPTY_HINT = ("a spec names at least what to train, e.g. `student: {name: mlp}` and `method: {name: kd}` "
+               "(`kdlab models`, `kdlab methods`, `kdlab datasets` list the names; the README has a full spec)")
+
+
 def _mapping(source: Any) -> dict[str, Any]:
-    """The mapping a spec source holds: a dict as it is, a YAML/JSON file path read."""
+    """The mapping a spec source holds: a dict as it is, a YAML/JSON file path read; bounded in size."""
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise ConfigError(f"spec file {path} does not exist")
-        try:
-            source = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"spec file {path} is not valid YAML/JSON: {e}") from e
+        source = _read_spec_file(Path(source))
     if not isinstance(source, dict):
-        raise ConfigError(f"a spec must be a mapping, got {type(source).__name__}")
+        raise ConfigError(f"a spec must be a mapping of fields (name: value), got {type(source).__name__}")
+    _check_size(source)
     return source
+
+
+def _read_spec_file(path: Path) -> Any:
+    """The YAML/JSON document in ``path``; a missing, folder, binary, oversized, empty or unparsable file is a
+    ConfigError saying which."""
+    if path.is_dir():
+        raise ConfigError(f"spec file {path} is a folder; give the path of a YAML or JSON spec file")
+    try:
+        size = path.stat().st_size
+    except OSError:
+        raise ConfigError(f"spec file {path} does not exist") from None
+    if size > MAX_SPEC_BYTES:
+        raise ConfigError(f"spec file {path} is {size:,} bytes; a spec is at most {MAX_SPEC_BYTES:,} bytes of "
+                          "YAML or JSON")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"spec file {path} is not a text file (no UTF-8 text at byte {e.start}); a spec is "
+                          "YAML or JSON text") from None
+    except OSError as e:
+        raise ConfigError(f"spec file {path} cannot be read: {e.strerror or e}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as e:
+        raise ConfigError(f"spec file {path} is not valid YAML/JSON: {shorten(str(e), 600)}") from None
+    if doc is None or doc == {}:
+        raise ConfigError(f"spec file {path} is empty; {_EMPTY_HINT}")
+    return doc
+
+
+def _check_size(doc: Any) -> None:
+    """ConfigError when ``doc`` holds more than ``MAX_SPEC_VALUES`` values (string length counts per 100
+    characters), aliases counted each time they are used: the guard against YAML 'billion laughs'."""
+    budget = MAX_SPEC_VALUES
+    stack = [doc]
+    while stack:
+        item = stack.pop()
+        budget -= 1 + (len(item) // 100 if isinstance(item, str) else 0)
+        if budget < 0:
+            raise ConfigError(f"the spec holds more than {MAX_SPEC_VALUES:,} values (YAML anchors and aliases "
+                              "count each time they are used); a spec is a short list of settings")
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
 
 
 class JobSpec(_Strict):

@@ -32,7 +32,10 @@ class ReportExporter:
         self._lock = threading.Lock()
 
     def default_path(self) -> Path:
-        return self.store.root / "reports" / f"kdlab-report-{time.strftime('%Y%m%d-%H%M%S')}.html"
+        """A new file in the store's ``reports`` folder (created here: it is the store's own)."""
+        folder = self.store.root / "reports"
+        folder.mkdir(exist_ok=True)
+        return folder / f"kdlab-report-{time.strftime('%Y%m%d-%H%M%S')}.html"
 
     def _build(self, run_ids: list[str], path: Path, title: str) -> Path:
         from kdlab.report import build, run_from_store

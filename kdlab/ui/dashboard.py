@@ -8,6 +8,7 @@ pool, so nothing long ever runs on the server's loop.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import panel as pn
@@ -15,6 +16,7 @@ import param
 
 from kdlab.runs.scheduler import refresh
 from kdlab.runs.store import Store, open_store
+from kdlab.ui.auth import configure_panel, serve_settings, websocket_origins
 from kdlab.ui.compare import ComparePage
 from kdlab.ui.detail import RunDetail
 from kdlab.ui.launcher import Launcher
@@ -198,11 +200,27 @@ def build_app(store: Store | str | None = None, poll_ms: int = POLL_MS) -> pn.vi
     return app
 
 
-def serve(port: int = 5006, address: str = "127.0.0.1", show: bool = False, store: str | None = None) -> None:
-    """Serve the dashboard on ``address:port`` (localhost by default) until interrupted; prints the URL."""
+def serve(port: int = 5006, address: str = "127.0.0.1", show: bool = False, store: str | None = None, *,
+          basic_auth: str | None = None, oauth_provider: str | None = None, oauth_key: str | None = None,
+          oauth_redirect_uri: str | None = None, oauth_extra_params: str | None = None,
+          allow_users: Sequence[str] = (), allow_origins: Sequence[str] = (), ssl_certfile: str | None = None,
+          ssl_keyfile: str | None = None) -> None:
+    """Serve the dashboard on ``address:port`` (localhost by default) until interrupted; prints the URL.
+
+    On any non-loopback address a login is required (``kdlab.ui.auth``: ``basic_auth`` / ``oauth_*`` or their
+    ``KDLAB_*`` variables), else ``ConfigError`` before anything listens."""
+    settings = serve_settings(address, basic_auth=basic_auth, oauth_provider=oauth_provider, oauth_key=oauth_key,
+                              oauth_redirect_uri=oauth_redirect_uri, oauth_extra_params=oauth_extra_params,
+                              allow_users=allow_users, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
     if store:
         os.environ["KDLAB_HOME"] = str(store)
-    origins = [f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"]
-    print(f"kdlab dashboard: http://{address}:{port}/ (store {open_store().root}; Ctrl-C stops)", flush=True)
+    configure_panel(settings)
+    origins = websocket_origins(address, port, allow_origins)
+    scheme = "https" if settings.kwargs.get("ssl_certfile") else "http"
+    host = f"[{address}]" if ":" in address else address
+    print(f"kdlab dashboard: {scheme}://{host}:{port}/ ({settings.describe()}; store {open_store().root}; "
+          "Ctrl-C stops)", flush=True)
+    for note in settings.notes:
+        print(note, flush=True)
     pn.serve({"/": lambda: build_app()}, port=port, address=address, show=show, websocket_origin=origins,
-             title="kdlab", threaded=False, start=True)
+             title="kdlab", threaded=False, start=True, **settings.kwargs)

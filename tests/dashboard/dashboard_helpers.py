@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +24,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(home: Path, port: int | None = None, timeout: float = 90.0) -> tuple[subprocess.Popen, str]:
-    """``kdlab serve`` in a subprocess with ``KDLAB_HOME=home``; returns it and its URL once it answers."""
+def start_server(home: Path, port: int | None = None, timeout: float = 90.0, args: Sequence[str] = (),
+                 host: str = "127.0.0.1") -> tuple[subprocess.Popen, str]:
+    """``kdlab serve`` (plus ``args``) in a subprocess with ``KDLAB_HOME=home``; returns it and its URL on
+    ``host`` once it answers."""
     port = port or free_port()
     env = {**os.environ, "KDLAB_HOME": str(home), "KDLAB_MAX_CONCURRENT": "2", "OMP_NUM_THREADS": "1"}
     log = open(home.parent / f"server-{port}.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "kdlab.cli", "serve", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "kdlab.cli", "serve", "--port", str(port), *args],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
+    url = f"http://{host}:{port}/"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

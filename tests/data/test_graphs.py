@@ -87,6 +87,20 @@ def test_user_graph_from_edge_list_joins_the_same_api():
         split_nodes(labels, train_per_class=3)
 
 
+def test_user_graph_refuses_non_finite_features_and_labels():
+    """NaN node features would make every GNN output NaN; float labels with NaN would become garbage classes."""
+    labels = np.array([0, 0, 1, 1, 1])
+    feats = np.ones((5, 2), np.float32)
+    feats[3, 1] = np.nan
+    masks = (np.array([1, 0, 1, 0, 0], bool), np.array([0, 1, 0, 0, 0], bool), np.array([0, 0, 0, 1, 1], bool))
+    with pytest.raises(ConfigError, match=r"^nanfeat: 1 node feature values are NaN or infinite \(1 NaN, 0 inf\) "
+                                          r"in 1 of 5 nodes, the first is node 3"):
+        from_edges([(0, 1)], labels, feats, name="nanfeat", masks=masks)
+    with pytest.raises(ConfigError, match=r"^nanlab: 1 labels are NaN or infinite .* the first is node 4"):
+        GraphData(torch.ones(5, 2), torch.tensor([0.0, 0.0, 1.0, 1.0, float("nan")]), torch.zeros(2, 0), *masks,
+                  name="nanlab")
+
+
 def test_unknown_graphs_and_params_list_valid_choices():
     with pytest.raises(UnknownNameError, match="karate_club"):
         load_graph("karate")

@@ -18,6 +18,7 @@ from kdlab.data import (
     from_folder,
     from_torch,
     load,
+    register_arrays,
     register_dataset,
     shifted,
 )
@@ -194,6 +195,63 @@ def test_from_torch_errors() -> None:
     mixed = [(torch.zeros(1, 4, 4), 0), (torch.zeros(1, 5, 5), 1)]
     with pytest.raises(ConfigError, match=r"dataset\[1\]: image shape \(1, 5, 5\) differs"):
         from_torch(mixed, name="bad")
+
+
+def test_non_finite_pixels_are_refused_at_every_entry_point(fake_cifar, image_folder) -> None:
+    """NaN passes every [0, 1] comparison, so each entry point must look for it: torch datasets, arrays,
+    decorated functions, .npy files in folders, CIFAR batch files. The error names the dataset, the count
+    and the first bad sample; nothing gets registered."""
+    toy = _Toy()
+    toy.x[5, 0, 1, 2] = toy.x[9, 0, 0, 0] = toy.x[9, 0, 3, 3] = float("nan")
+    assert torch.isnan(toy.x).sum() == 3 and not torch.isinf(toy.x).any()  # NaN, not inf: the case that slipped
+    with pytest.raises(ConfigError, match=r"^toynan: 3 pixel values are NaN or infinite \(3 NaN, 0 inf\) in 2 of 40 "
+                                          r"samples, the first is sample 5; images must hold finite values"):
+        from_torch(toy, name="toynan")
+    with pytest.raises(ConfigError, match=r"^toynan \(test\): 3 pixel values .* the first is sample 5"):
+        from_torch(_Toy(), name="toynan", test=toy)
+    with pytest.raises(ConfigError, match=r"^arrnan: 3 pixel values are NaN .*the first is sample 5"):
+        register_arrays("arrnan", ArrayDataset(toy.x, toy.y))
+    assert "toynan" not in DATASETS.names() and "arrnan" not in DATASETS.names()
+
+    @register_dataset("fnnan", params={})
+    def fnnan() -> tuple[torch.Tensor, torch.Tensor]:
+        return toy.x, toy.y
+
+    with pytest.raises(ConfigError, match=r"^fnnan: 3 pixel values are NaN or infinite .*first is sample 5"):
+        load("fnnan")
+
+    root = image_folder(per_class=4)
+    bad = np.full((6, 5), 0.5, np.float32)
+    bad[2, 2] = np.nan
+    np.save(root / "dog" / "002.npy", bad)
+    with pytest.raises(ConfigError, match=r"^imgs: 1 pixel values are NaN or infinite \(1 NaN, 0 inf\) in sample 6 "
+                                          r"\(.*dog/002.npy\); images must hold finite values; fix or drop that file"):
+        from_folder(root, name="foldernan")
+
+    root = fake_cifar("cifar10")
+    batch = root / "cifar-10-batches-py" / "data_batch_2"
+    raw = pickle.loads(batch.read_bytes(), encoding="bytes")
+    raw[b"data"] = raw[b"data"].astype(np.float64)
+    raw[b"data"][7, 100] = np.nan
+    batch.write_bytes(pickle.dumps(raw, protocol=2))
+    with pytest.raises(ConfigError, match=r"^cifar10: 1 pixel values are NaN or infinite \(1 NaN, 0 inf\) in 1 of 20 "
+                                          r"samples, the first is sample 7 of .*data_batch_2"):
+        from_cifar(root, name="cifarnan", val_size=20)
+
+
+def test_non_finite_or_fractional_labels_are_refused() -> None:
+    """Float labels became int64 unchecked: NaN turned into a huge negative class, 2.5 into 2."""
+    x = torch.rand(6, 1, 4, 4)
+    y = torch.tensor([0.0, 1.0, float("nan"), 1.0, 0.0, float("nan")])
+    with pytest.raises(ConfigError, match=r"^lab: 2 labels are NaN or infinite \(2 NaN, 0 inf\) in 2 of 6 samples, "
+                                          r"the first is sample 2; labels must be class indices"):
+        ArrayDataset(x, y, name="lab")
+    items = [(x[i], float(v)) for i, v in enumerate(y)]
+    with pytest.raises(ConfigError, match=r"^labnan: 2 labels are NaN .*the first is sample 2"):
+        from_torch(items, name="labnan")
+    with pytest.raises(ConfigError, match=r"^labs: 1 labels are not whole numbers \(the first in sample 3 is 2.5\)"):
+        ArrayDataset(x, torch.tensor([0.0, 1.0, 1.0, 2.5, 0.0, 1.0]), name="labs")
+    assert ArrayDataset(x, np.array([0.0, 1.0, 2.0, 1.0, 0.0, 1.0]), name="ok").y.dtype == torch.int64
 
 
 # ----------------------------------------------------------------------------------------- decorator

@@ -6,7 +6,7 @@ import torch
 
 from kdlab.distill import create_distiller
 from kdlab.distill.trainer import Callback, TrainConfig, Trainer
-from kdlab.errors import CheckpointError, NonFiniteLossError
+from kdlab.errors import CheckpointError, NonFiniteLossError, ShapeError
 from kdlab.models import create
 from kdlab.models.checkpoints import load_state
 
@@ -67,27 +67,31 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_data, tiny_t
         assert torch.equal(a, b), name
 
 
+class Poisoned(torch.nn.Module):
+    """An MLP that starts returning NaN after ``after`` training forwards."""
+
+    def __init__(self, after: int, classes: int = 4):
+        super().__init__()
+        self.net, self.calls, self.after = create("mlp", classes, (1, 12, 12), width=16), 0, after
+
+    def forward(self, x):
+        out = self.net(x)
+        if self.training:
+            self.calls += 1
+            if self.calls > self.after:
+                out = out * float("nan")
+        return out
+
+
 def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tiny_data, tiny_teacher, tmp_path):
     train, val = tiny_data
-
-    class Poisoned(torch.nn.Module):
-        """An MLP that starts returning NaN after ``after`` training forwards."""
-
-        def __init__(self, after: int):
-            super().__init__()
-            self.net, self.calls, self.after = create("mlp", 4, (1, 12, 12), width=16), 0, after
-
-        def forward(self, x):
-            out = self.net(x)
-            if self.training:
-                self.calls += 1
-                if self.calls > self.after:
-                    out = out * float("nan")
-            return out
-
     d = create_distiller("kd", tiny_teacher, Poisoned(after=8), (1, 12, 12))
-    with pytest.raises(NonFiniteLossError, match=r"epoch 2.*last good checkpoint"):
+    with pytest.raises(NonFiniteLossError, match=r"^student training: non-finite loss at epoch 2") as err:
         Trainer(d, _cfg(epochs=3), checkpoint_dir=tmp_path).fit(train, val)
+    message = str(err.value)
+    assert "non-finite terms ce=nan, kd=nan" in message
+    assert "check the data for NaN/inf" in message and "method.params (e.g. temperature), optim.lr" in message
+    assert message.endswith(f"the last good checkpoint is kept ({tmp_path / 'last.pt'})") and len(message) < 500
     state = load_state(tmp_path / "last.pt")
     assert state["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
@@ -161,3 +165,42 @@ def test_config_checks_optimisation_settings_against_the_declaration():
     cfg = TrainConfig.from_optim(OptimSpec(name="adam", lr=0.01, grad_clip=1.0), seed=3)
     assert (cfg.optimizer, cfg.lr, cfg.grad_clip, cfg.seed, cfg.epochs) == ("adam", 0.01, 1.0, 3, 10)
     assert TrainConfig.from_optim({"name": "adamw", "epochs": 2}).optimizer == "adamw"
+
+
+def test_nan_loss_says_teacher_training_and_claims_no_checkpoint_that_is_not_there(tiny_data, tmp_path):
+    """Nothing on disk yet (no checkpoint folder, or one without last.pt): the message must not promise one."""
+    train, val = tiny_data
+    for folder in (None, tmp_path / "empty"):
+        d = create_distiller("vanilla", None, Poisoned(after=2), (1, 12, 12))
+        with pytest.raises(NonFiniteLossError) as err:
+            Trainer(d, _cfg(epochs=2), checkpoint_dir=folder, role="teacher").fit(train, val)
+        message = str(err.value)
+        assert message.startswith("teacher training: non-finite loss at epoch 1, step 2: non-finite terms ce=nan;")
+        assert "teacher.optim.lr" in message and "method.params" not in message
+        assert message.endswith("no checkpoint was written yet") and "kept" not in message
+        assert len(message) < 500
+
+
+def test_fit_refuses_a_model_with_fewer_outputs_than_the_data_has_classes(tiny_data, tiny_teacher):
+    """Up front, before any step: a 3-output student on 4-class data would end in torch's "Target 3 is out of
+    bounds"; the val split and the teacher are checked too."""
+    from kdlab.data import ArrayDataset
+
+    train, val = tiny_data
+    narrow = create_distiller("vanilla", None, create("mlp", 3, (1, 12, 12), width=8), (1, 12, 12))
+    before = {k: v.clone() for k, v in narrow.state_dict().items()}
+    with pytest.raises(ShapeError, match=r"the student model has 3 outputs but the train data 'blobs' has 4 "
+                                         r"classes \(largest label 3\): build the student for 4 classes, e\.g\. "
+                                         r"kdlab\.models\.create\(name, num_classes=4"):
+        Trainer(narrow, _cfg(epochs=1)).fit(train, val)
+    assert all(torch.equal(before[k], v) for k, v in narrow.state_dict().items())  # no step was taken
+
+    three = ArrayDataset(train.x[train.y < 3], train.y[train.y < 3], "three", ["a", "b", "c"])
+    with pytest.raises(ShapeError, match=r"student model has 3 outputs but the val data 'blobs' has 4 classes"):
+        Trainer(narrow, _cfg(epochs=1)).fit(three, val)
+    Trainer(narrow, _cfg(epochs=1)).fit(three, ArrayDataset(val.x[val.y < 3], val.y[val.y < 3], "v3", ["a", "b", "c"]))
+
+    d = _kd(tiny_teacher)
+    d.teacher = create("mlp", 3, (1, 12, 12), width=8)  # swapped after the distiller checked the pair
+    with pytest.raises(ShapeError, match=r"the teacher model has 3 outputs but the train data 'blobs' has 4"):
+        Trainer(d, _cfg(epochs=1)).fit(train, val)

@@ -7,6 +7,7 @@ from html.parser import HTMLParser
 import pytest
 from plotly.offline import get_plotlyjs
 
+from kdlab.errors import ConfigError
 from kdlab.report import build, load_run, report_figures, summary_table
 
 XSS = "<script>alert(1)</script>"
@@ -143,7 +144,10 @@ def test_run_experiment_writes_the_predictions_the_report_would_compute(experime
 
 
 def test_build_writes_the_file(tmp_path, tiny_run_dir):
-    out = tmp_path / "sub" / "r.html"
+    out = tmp_path / "r.html"
     html = build(tiny_run_dir, out)
     assert out.read_text(encoding="utf-8") == html
     assert html.count("Plotly.newPlot(") == 1  # no predictions: training curves only
+    with pytest.raises(ConfigError, match="does not exist"):  # a folder is never created silently
+        build(tiny_run_dir, tmp_path / "sub" / "r.html")
+    assert not (tmp_path / "sub").exists()

@@ -76,16 +76,21 @@ def test_cancel_stops_within_5s(store):
 
 
 def test_worker_exceptions_end_as_failed(store, tmp_path):
-    """A NaN-producing dataset (NonFiniteLossError) and a missing checkpoint path (CheckpointError): both end
-    as ``failed`` with the traceback in the store, never a hang."""
+    """A NaN-producing dataset (NonFiniteLossError) and a damaged checkpoint file (CheckpointError; a missing one
+    is refused at launch): both end as ``failed`` with the traceback in the store, never a hang."""
+    from kdlab.data.register import load_arrays, save_arrays
+
     x = torch.rand(200, 1, 8, 8)
-    x[::3] = float("nan")
     kdlab.data.register_arrays("nan-digits-test", kdlab.data.ArrayDataset(x, torch.arange(200) % 4))
+    full, part = load_arrays("nan-digits-test")  # registration refuses NaN pixels: damage the saved arrays
+    full.x[::3] = float("nan")
+    save_arrays("nan-digits-test", full, part)
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
     try:
         nan = kdlab.launch(tiny_spec(data={"name": "nan-digits-test"}, teacher=None, method={"name": "vanilla"}),
                            store=store)
         missing = kdlab.launch(tiny_spec(student={"name": "mlp", "params": {"width": 32},
-                                                  "checkpoint": str(tmp_path / "missing.pt")}), store=store)
+                                                  "checkpoint": str(tmp_path / "broken.pt")}), store=store)
         assert nan.wait(timeout=90) == "failed"
         assert missing.wait(timeout=90) == "failed"
     finally:
@@ -94,7 +99,7 @@ def test_worker_exceptions_end_as_failed(store, tmp_path):
     assert r.error.startswith("NonFiniteLossError") and "NonFiniteLossError" in r.traceback
     assert "Traceback" in r.traceback and "_train_epoch" in r.traceback
     r = missing.record
-    assert r.error.startswith("CheckpointError") and "missing.pt" in r.error and "build_model" in r.traceback
+    assert r.error.startswith("CheckpointError") and "broken.pt" in r.error and "build_model" in r.traceback
     assert "NonFiniteLossError" in nan.output()  # the worker's own output has it too
 
 

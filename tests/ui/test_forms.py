@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import fields, replace
 
 import pytest
+import torch
 
 from kdlab.distill import METHODS
 from kdlab.errors import ConfigError, Issue
@@ -118,3 +119,15 @@ def test_panel_and_widget_launchers_share_the_description(store):
     p.set_value("method.params.temperature", 500.0)
     assert p.error_panes["method.params.temperature"].visible
     assert "outside" in p.error_panes["method.params.temperature"].object
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_launchers_say_what_this_machine_lacks_before_recording_a_run(store):
+    """Issue #18: the forms get the launch's preflight errors (no GPU here) on their field; no run is recorded."""
+    from kdlab.ui.launcher import Launcher, LauncherWidget
+
+    for ui in (Launcher(store=store), LauncherWidget(store=store)):
+        ui.set_value("device", "cuda")
+        assert ui.launch() is None
+        assert "no GPU" in ui.errors["device"], ui.errors
+    assert len(store.list_runs()) == 0 and list(store.runs_dir.iterdir()) == []
