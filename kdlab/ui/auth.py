@@ -41,6 +41,8 @@ LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost
 NO_KEY_PROVIDERS = frozenset({"pam"})
 NO_SECRET_PROVIDERS = frozenset({"pam", "auth_code"})
 
+#: the basic-auth login page (offline: no CDN logo, unlike Panel's default)
+LOGIN_PAGE = Path(__file__).with_name("login.html")
 ENABLE_HINT = ("enable a login with --basic-auth FILE (lines 'user:password'; or env KDLAB_BASIC_AUTH=FILE or "
                "=user:password), or --oauth-provider NAME with env KDLAB_OAUTH_KEY and KDLAB_OAUTH_SECRET "
                "(see `kdlab serve --help`), or serve on 127.0.0.1 and reach it through an SSH tunnel")
@@ -199,6 +201,7 @@ def serve_settings(address: str, *, basic_auth: str | None = None, oauth_provide
     if basic:
         users, inline = parse_basic_auth(str(basic), basic_where)
         s.auth, s.kwargs["basic_auth"] = "basic", users
+        s.kwargs["basic_login_template"] = str(LOGIN_PAGE)
         if inline and basic_where == "--basic-auth":
             s.notes.append("note: a password given on the command line is visible to other users of this machine "
                            "(ps); prefer --basic-auth FILE or env KDLAB_BASIC_AUTH")

@@ -47,12 +47,17 @@ def test_ray_run_completes_with_metrics_and_files(cluster, store, monkeypatch):
 
 
 def test_ray_failure_and_cancel(cluster, store, tmp_path):
+    with pytest.raises(ConfigError, match="missing.pt does not exist"):  # refused before a row or a Ray task
+        kdlab.launch(tiny_spec(student={"name": "mlp", "checkpoint": str(tmp_path / "missing.pt")}), executor="ray",
+                     store=store)
+    assert len(store.list_runs()) == 0
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")  # a damaged file fails in the Ray task
     bad = kdlab.launch(tiny_spec(student={"name": "mlp", "params": {"width": 16},
-                                          "checkpoint": str(tmp_path / "missing.pt")}), executor="ray", store=store)
+                                          "checkpoint": str(tmp_path / "broken.pt")}), executor="ray", store=store)
     long = kdlab.launch(tiny_spec(epochs=400, name="ray-long"), executor="ray", store=store)
     assert bad.wait(timeout=120) == "failed"
     r = bad.record
-    assert r.error.startswith("CheckpointError") and "missing.pt" in r.error and "build_model" in r.traceback
+    assert r.error.startswith("CheckpointError") and "broken.pt" in r.error and "build_model" in r.traceback
     wait_for(lambda: len(long.history()) >= 1, timeout=120, what="first epoch on Ray")
     assert long.cancel() == "cancelled"
     assert "last.pt is kept" in long.record.error
