@@ -7,6 +7,7 @@ import torch
 from kdlab.condense import CondenseConfig, condense
 from kdlab.condense.distill import channel_stats
 from kdlab.condense.matching import class_means, dm_loss, embed
+from kdlab.data import ArrayDataset
 from kdlab.errors import ConfigError
 from kdlab.models import create
 from tests.condense.conftest import SMALL_NET
@@ -92,3 +93,52 @@ def test_a_run_continued_from_a_snapshot_starts_from_its_images(digits_train):
     assert steps == [4, 5, 6] and not torch.allclose(more.x, snaps[3].x)  # only the iterations after it
     with pytest.raises(ConfigError, match="start: a snapshot of"):
         condense(digits_train, **{**cfg, "ipc": 1}, start=snaps[3])
+
+
+def _four_per_class(train: ArrayDataset) -> ArrayDataset:
+    """The first 4 images of each class: ``batch_real=4`` then matches against every real image of a class."""
+    idx = torch.cat([(train.y == c).nonzero().flatten()[:4] for c in range(train.num_classes)])
+    return ArrayDataset(train.x[idx], train.y[idx], "digits-4", list(train.classes))
+
+
+DC_ONE_STEP = {"method": "dc", "init": "real", "dsa": False, "batch_real": 4, "iterations": 1, "dc_outer_loop": 1,
+               "dc_inner_loop": 1, "model_params": SMALL_NET, "seed": 0}
+
+
+def test_dc_loss_is_the_per_class_gradient_distance_of_zhao_et_al(digits_train):
+    """DC (Zhao, Mopuri & Bilen, ICLR 2021): sum over classes c of D(grad CE(real of c, c), grad CE(syn of c, c)),
+    D = sum over weight tensors and output units of 1 - cos (eps 1e-6 as in the reference, 1-d parameters
+    skipped), on the first fresh network (the first global draw after ``torch.manual_seed(seed)``). Recomputed
+    here in float64 from the iteration-0 snapshot; a loss that matched class c against another class's real
+    images comes out ~7x larger."""
+    small = _four_per_class(digits_train)
+    snaps = {}
+    s = condense(small, ipc=2, progress=lambda it, m, snap: snaps.setdefault(it, snap), **DC_ONE_STEP)
+    torch.manual_seed(DC_ONE_STEP["seed"])
+    net = create("convnet", 10, small.in_shape, **SMALL_NET).train()
+    params = [p for p in net.parameters() if p.requires_grad]
+    real = (small.x - torch.tensor(s.mean).view(1, -1, 1, 1)) / torch.tensor(s.std).view(1, -1, 1, 1)
+    syn = snaps[0].normalized()
+
+    def grads(x: torch.Tensor, c: int) -> list[torch.Tensor]:
+        loss = torch.nn.functional.cross_entropy(net(x), torch.full((len(x),), c))
+        return [g.double() for g in torch.autograd.grad(loss, params)]
+
+    def distance(ga: list[torch.Tensor], gb: list[torch.Tensor]) -> float:
+        total = 0.0
+        for a, b in zip(ga, gb, strict=True):
+            if a.ndim > 1:
+                a, b = a.flatten(1), b.flatten(1)
+                total += float((1 - (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + 1e-6)).sum())
+        return total
+
+    expected = sum(distance(grads(real[small.y == c], c), grads(syn[snaps[0].y == c], c)) for c in range(10))
+    assert s.meta["loss"] == [pytest.approx(expected, rel=1e-5)]
+
+
+def test_dc_loss_vanishes_when_the_synthetic_set_is_the_real_set(digits_train):
+    """IPC = all 4 real images of each class: each class's synthetic gradient is its real gradient, so every
+    cosine is ~1 (only the 1e-6 in its denominator leaves ~0.02 in all); synthetic images of class c matched
+    against the real images of another class would give hundreds."""
+    s = condense(_four_per_class(digits_train), ipc=4, **DC_ONE_STEP)
+    assert 0 <= s.meta["loss"][0] < 0.1

@@ -33,6 +33,7 @@ def test_representations_page_computes_and_shows_heatmap(browser, shots, tmp_pat
         z = np.array(heat.evaluate("el => Array.from(el.data[0].z, r => Array.from(r))"), dtype=float)
         assert z.shape == (3, 3)  # blocks.0, blocks.1, head of both MLPs
         np.testing.assert_allclose(z, saved.to_numpy(), atol=1e-9)
+        assert_cells_in_place(heat, saved)
         assert page.locator(".kdlab-repr-agreement .js-plotly-plot").count() == 1
         assert page.locator(".kdlab-repr-embeddings .js-plotly-plot").count() == 1
         page.screenshot(path=str(shots / "representations.png"), full_page=True)
@@ -44,4 +45,15 @@ def test_representations_page_computes_and_shows_heatmap(browser, shots, tmp_pat
         heat.wait_for(timeout=30_000)
         z = np.array(heat.evaluate("el => Array.from(el.data[0].z, r => Array.from(r))"), dtype=float)
         np.testing.assert_allclose(z, saved.to_numpy(), atol=1e-9)
+        assert_cells_in_place(heat, saved)
         assert [r.id for r in store.jobs("cka")] == [job.id]
+
+
+def assert_cells_in_place(heat, saved) -> None:
+    """Each drawn cell sits at its own (teacher layer, student layer): the row and column labels are the saved
+    grid's, in its order, and on screen the teacher's first layer is the top row (rows read top to bottom)."""
+    assert heat.evaluate("el => Array.from(el.data[0].y)") == list(saved.index)
+    assert heat.evaluate("el => Array.from(el.data[0].x)") == list(saved.columns)
+    ticks = heat.evaluate("el => Array.from(el.querySelectorAll('.ytick text'), "
+                          "t => [t.textContent, t.getBoundingClientRect().top])")
+    assert [name for name, _top in sorted(ticks, key=lambda t: t[1])] == list(saved.index), ticks

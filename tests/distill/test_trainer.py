@@ -1,6 +1,8 @@
 """The trainer: learning, per-term telemetry, checkpoints and exact resume, NaN stop, teacher cache."""
 from __future__ import annotations
 
+import random
+
 import pytest
 import torch
 
@@ -63,6 +65,42 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_data, tiny_t
     t2 = Trainer(resumed, _cfg(epochs=4), checkpoint_dir=tmp_path)
     result = t2.fit(train, val, resume_from=tmp_path / "last.pt")
     assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def _python_mixup(n, alpha, device="cpu"):
+    """``sample_mixup`` drawing from Python's ``random`` instead of torch's global RNG."""
+    return random.betavariate(alpha, alpha), torch.tensor(random.sample(range(n), n), device=device)
+
+
+@pytest.mark.parametrize("rng", ["torch", "python"])
+def test_resume_restores_the_global_rngs_a_method_draws_from(tiny_data, tiny_teacher, tmp_path, monkeypatch, rng):
+    """mixup_kd draws a mixing weight and a permutation every step (from torch's global RNG, or, patched, from
+    Python's ``random``): 2 epochs + resume + 2 epochs gives exactly the 4-epoch run only if the checkpoint
+    restores that RNG's state."""
+    if rng == "python":
+        monkeypatch.setattr("kdlab.distill.methods.mixup_kd.sample_mixup", _python_mixup)
+    train, val = tiny_data
+
+    def mixup_kd(seed=0):
+        torch.manual_seed(seed)
+        student = create("mlp", 4, (1, 12, 12), width=32)
+        return create_distiller("mixup_kd", tiny_teacher, student, (1, 12, 12), temperature=2.0)
+
+    straight = mixup_kd()
+    full = Trainer(straight, _cfg(epochs=4)).fit(train, val)
+    first = Trainer(mixup_kd(), _cfg(epochs=4), checkpoint_dir=tmp_path)
+    first.config.epochs = 2
+    first.fit(train, val)
+    torch.manual_seed(1234)  # disturb both global RNGs: resume must restore them
+    random.seed(1234)
+    resumed = mixup_kd(seed=99)
+    result = Trainer(resumed, _cfg(epochs=4), checkpoint_dir=tmp_path).fit(train, val,
+                                                                         resume_from=tmp_path / "last.pt")
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
+    assert [h["train/loss"] for h in result.history] == [h["train/loss"] for h in full.history]
+    assert [h["val/acc"] for h in result.history] == [h["val/acc"] for h in full.history]
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
 

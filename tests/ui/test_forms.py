@@ -50,6 +50,10 @@ def test_validation_messages_land_on_their_fields():
     assert forms.error_map(error, {"data": None}) == {"data": "name: unknown dataset 'x'. Valid: digits"}
     assert forms.error_map(error) == {"data.name": "unknown dataset 'x'. Valid: digits"}
     assert forms.error_map(ConfigError("executor: no GPU"), {"data": None}) == {"": "executor: no GPU"}
+    named = forms.FormState()  # a top-level field (the run name) keeps its own path and its whole message
+    named.values["name"] = ""
+    spec, errors = forms.validate(named)
+    assert spec is None and list(errors) == ["name"] and "at least 1 character" in errors["name"]
 
 
 def test_every_issue_of_a_bad_spec_lands_on_its_widget():
