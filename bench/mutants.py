@@ -32,7 +32,9 @@ How it works:
   a file whose clean run fails is reported and skipped.
 - Results: ``results.json`` (every mutant; kept across runs, a run replaces the files it ran),
   ``summary.md`` (per file: mutants, killed, survived, timeout, score = killed / (killed + survived +
-  timeout); then every survivor as file:line, operator and the change), ``survivors.diff`` (unified
+  timeout; survivors explained in ``bench/mutants_equivalent.toml`` are counted as equivalent and left out);
+  then every survivor as file:line, operator and the change, and every explained one with its reason),
+  ``survivors.diff`` (unified
   diffs of the survivors), and ``logs/`` with the pytest output of timeouts and errors.
 """
 from __future__ import annotations
@@ -59,6 +61,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = Path(__file__).with_suffix(".toml")
+EQUIVALENT = Path(__file__).with_name("mutants_equivalent.toml")
 PACKAGE = "kdlab"
 
 OPERATORS = ("binop", "unary", "number", "compare", "boolop", "drop_term", "return_none", "swap_args",
@@ -104,7 +107,7 @@ class Config:
     timeout_min: float = 20.0
 
 
-def load_config(path: Path) -> Config:
+def read_toml(path: Path) -> dict:
     try:
         import tomllib
     except ImportError:  # Python 3.10: the `mutants` extra installs tomli
@@ -112,7 +115,11 @@ def load_config(path: Path) -> Config:
             import tomli as tomllib  # type: ignore[no-redef]
         except ImportError:
             sys.exit("reading the map needs tomli on Python 3.10: pip install -e '.[mutants]'")
-    raw = tomllib.loads(path.read_text())
+    return tomllib.loads(path.read_text())
+
+
+def load_config(path: Path) -> Config:
+    raw = read_toml(path)
     s = raw.get("settings", {})
     unknown = set(s.get("operators", OPERATORS)) - set(OPERATORS)
     if unknown:
@@ -693,13 +700,30 @@ def write_results(out: Path, cfg: Config, files: list[str], mutants: dict[str, l
     write_summary(out, old)
 
 
-def write_summary(out: Path, data: dict) -> None:
-    rows, survivors, diffs = [], [], []
-    totals = dict.fromkeys(("mutants", "killed", "survived", "timeout", "error", "not run"), 0)
+def load_equivalent(path: Path = EQUIVALENT) -> dict[tuple[str, str, str, str], str]:
+    """The survivors explained as equivalent (``bench/mutants_equivalent.toml``): (file, function, before,
+    after) -> why. Keyed by the mutant's text, not its line, so explanations survive edits elsewhere."""
+    if not path.is_file():
+        return {}
+    entries = read_toml(path).get("equivalent", [])
+    return {(e["file"], e.get("function", ""), e["before"], e["after"]): e["why"] for e in entries}
+
+
+def _explained(m: dict, equivalent: dict) -> str | None:
+    return equivalent.get((m["file"], m.get("function") or "", m["before"], m["after"]))
+
+
+def write_summary(out: Path, data: dict, equivalent: dict | None = None) -> None:
+    equivalent = load_equivalent() if equivalent is None else equivalent
+    rows, survivors, explained, diffs = [], [], [], []
+    totals = dict.fromkeys(("mutants", "killed", "survived", "equivalent", "timeout", "error", "not run"), 0)
     for f in sorted(data["files"]):
         fd = data["files"][f]
         ms = fd["mutants"]
-        c = {k: sum(m["status"] == k for m in ms) for k in ("killed", "survived", "timeout", "error")}
+        for m in ms:  # a survivor explained as equivalent is counted apart, out of the score
+            if m["status"] in ("survived", "equivalent"):
+                m["status"] = "equivalent" if _explained(m, equivalent) else "survived"
+        c = {k: sum(m["status"] == k for m in ms) for k in ("killed", "survived", "equivalent", "timeout", "error")}
         c["not run"] = sum(m["status"].startswith("not run") for m in ms)
         c["mutants"] = len(ms)
         for k in totals:
@@ -709,13 +733,16 @@ def write_summary(out: Path, data: dict) -> None:
         secs = sum(m["seconds"] for m in ms)
         per = f"{secs / max(1, ran + c['error']):.1f}"
         clean = "" if fd.get("clean", True) else " (clean run FAILED)"
-        rows.append(f"| `{f}`{clean} | {c['mutants']} | {c['killed']} | {c['survived']} | {c['timeout']} | "
-                    f"{c['error']} | {c['not run']} | {score} | {per} | {fd['commit']} |")
+        rows.append(f"| `{f}`{clean} | {c['mutants']} | {c['killed']} | {c['survived']} | {c['equivalent']} | "
+                    f"{c['timeout']} | {c['error']} | {c['not run']} | {score} | {per} | {fd['commit']} |")
         for m in ms:
+            fn = f" in `{m['function']}`" if m["function"] else ""
+            item = f"- `{f}:{m['line']}` {m['operator']}{fn}: `{m['before']}` → `{m['after']}`"
             if m["status"] == "survived":
-                fn = f" in `{m['function']}`" if m["function"] else ""
-                survivors.append(f"- `{f}:{m['line']}` {m['operator']}{fn}: `{m['before']}` → `{m['after']}`")
+                survivors.append(item)
                 diffs.append(f"# {f}:{m['line']} {m['operator']} (#{m['index']})\n{m['diff']}")
+            elif m["status"] == "equivalent":
+                explained.append(f"{item} — {_explained(m, equivalent)}")
     ran = totals["killed"] + totals["survived"] + totals["timeout"]
     score = f"{100 * totals['killed'] / ran:.0f}%" if ran else "-"
     last = data.get("last_run", {})
@@ -726,19 +753,26 @@ def write_summary(out: Path, data: dict) -> None:
         f"of {len(last.get('files', []))} files in {last.get('wall_seconds', 0) / 60:.1f} min with "
         f"{last.get('jobs', '?')} jobs ({last.get('wall_seconds', 0) / max(1, last.get('mutants', 0)):.2f} s of wall "
         f"time per mutant; operators: {', '.join(last.get('operators', []))}). Score = killed / (killed + "
-        "survived + timeout); s/mutant = mean seconds of one mutant's test run (one job).",
+        "survived + timeout), survivors explained as equivalent (bench/mutants_equivalent.toml) left out; "
+        "s/mutant = mean seconds of one mutant's test run (one job).",
         "",
-        "| file | mutants | killed | survived | timeout | error | not run | score | s/mutant | commit |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| file | mutants | killed | survived | equivalent | timeout | error | not run | score | s/mutant | commit |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         *rows,
-        f"| **all** | {totals['mutants']} | {totals['killed']} | {totals['survived']} | {totals['timeout']} | "
-        f"{totals['error']} | {totals['not run']} | {score} | | |",
+        f"| **all** | {totals['mutants']} | {totals['killed']} | {totals['survived']} | {totals['equivalent']} | "
+        f"{totals['timeout']} | {totals['error']} | {totals['not run']} | {score} | | |",
         "",
         f"## Surviving mutants ({len(survivors)})",
         "",
         "Each passed every mapped test of its file (bench/mutants.toml); diffs in survivors.diff.",
         "",
         *survivors,
+        "",
+        f"## Survivors explained ({len(explained)})",
+        "",
+        "Equivalent mutants (no observable behaviour changes) or, where said, changes not worth a test.",
+        "",
+        *explained,
         "",
     ]
     (out / "summary.md").write_text("\n".join(lines))
@@ -779,7 +813,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--time-limit", type=float, default=None, metavar="MIN",
                     help="start no mutant after MIN minutes (the rest are reported as not run)")
     ap.add_argument("--list", action="store_true", help="print the mutants and exit")
+    ap.add_argument("--summarize", action="store_true",
+                    help="rewrite summary.md from --out's results.json (after editing mutants_equivalent.toml)")
     args = ap.parse_args(argv)
+    if args.summarize:
+        write_summary(args.out, json.loads((args.out / "results.json").read_text()))
+        print(f"wrote {args.out / 'summary.md'}")
+        return 0
     if sys.platform == "win32":
         sys.exit("bench/mutants.py forks a child per mutant: run it on Linux or macOS")
     cfg = load_config(args.config)

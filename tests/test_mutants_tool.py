@@ -79,3 +79,19 @@ def test_the_map_names_real_files_and_tests():
         for t in spec.tests:
             assert (ROOT / t.split("::")[0]).is_file(), (path, t)
         assert mutants.generate(path, spec, cfg), f"{path}: no mutants"
+
+
+def test_survivors_explained_as_equivalent_leave_the_score(tmp_path):
+    """A survivor listed in the equivalents file counts as equivalent with its reason, out of the score."""
+    def mutant(index, status, after):
+        return {"file": "m.py", "index": index, "line": 3, "operator": "number", "function": "f", "before": "x = 1",
+                "after": after, "status": status, "seconds": 0.1, "diff": ""}
+
+    ms = [mutant(0, "killed", "x = 2"), mutant(1, "survived", "x = 0"), mutant(2, "survived", "x = 3")]
+    data = {"files": {"m.py": {"commit": "abc", "mutants": ms}}, "last_run": {}}
+    (tmp_path / "eq.toml").write_text('[[equivalent]]\nfile = "m.py"\nfunction = "f"\nbefore = "x = 1"\n'
+                                      'after = "x = 0"\nwhy = "x is only compared with 2"\n')
+    mutants.write_summary(tmp_path, data, mutants.load_equivalent(tmp_path / "eq.toml"))
+    text = (tmp_path / "summary.md").read_text()
+    assert "| `m.py` | 3 | 1 | 1 | 1 | 0 | 0 | 0 | 50% |" in text  # 1 killed of killed + survived
+    assert "`x = 1` → `x = 0` — x is only compared with 2" in text and "## Surviving mutants (1)" in text
