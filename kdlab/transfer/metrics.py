@@ -191,8 +191,11 @@ def knn_accuracy(features: object, labels: object, k: int = 5, chunk: int = 2048
         order = np.argsort(-np.take_along_axis(sim, nn, 1), axis=1)
         nn = np.take_along_axis(nn, order, 1)
         votes = np.zeros((len(sim), c))
-        np.add.at(votes, (rows[:, None], y[nn]), 1.0 + 1e-3 * (k - np.arange(k)) / k)  # nearer breaks ties
-        correct += int((votes.argmax(1) == y[start:start + chunk]).sum())
+        np.add.at(votes, (rows[:, None], y[nn]), 1.0)
+        nearest = np.full((len(sim), c), k)  # rank of each class's nearest neighbour (k: none)
+        np.minimum.at(nearest, (rows[:, None], y[nn]), np.arange(k))
+        pred = (votes * (k + 1) - nearest).argmax(1)  # majority first; equal counts: the nearer class wins
+        correct += int((pred == y[start:start + chunk]).sum())
     return correct / len(f)
 
 

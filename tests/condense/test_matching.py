@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from kdlab.condense.matching import (
@@ -17,6 +18,7 @@ from kdlab.condense.matching import (
     stage_paths,
     stages_and_embedding,
 )
+from kdlab.errors import ConfigError
 from kdlab.models import create
 
 
@@ -88,3 +90,52 @@ def test_per_class_means_in_channels_last_blocks_equal_the_class_means_of_one_pa
         norm = next(m for m in net.modules() if type(m).__name__ == "InstanceNorm")
         h = torch.randn(4, norm.num_channels, 7, 7)
         torch.testing.assert_close(norm(h.contiguous(memory_format=torch.channels_last)), norm(h))
+
+
+class _Tapped(torch.nn.Module):
+    """No embed(): the embedding comes from its declared tap; an in-place ReLU follows the stage."""
+
+    def __init__(self, declare: bool = True):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 3, 3, padding=1)
+        self.act = torch.nn.ReLU(inplace=True)
+        self.head = torch.nn.Linear(3 * 4 * 4, 2)
+        if declare:
+            self.kdlab_taps = {"stages": ["conv"], "embedding": "act"}
+
+    def forward(self, x):
+        return self.head(self.act(self.conv(x)).flatten(1))
+
+
+def test_embed_from_the_declared_tap_and_stages_before_in_place_ops():
+    torch.manual_seed(0)
+    net, x = _Tapped(), torch.randn(5, 2, 4, 4)
+    conv = net.conv(x).detach()
+    emb = embed(net, x)
+    assert emb.shape == (5, 48)
+    torch.testing.assert_close(emb, torch.relu(conv).flatten(1))
+    assert emb.requires_grad  # the synthetic side's gradient flows through it
+    (feats, emb2) = stages_and_embedding(net, x, ["conv"])
+    torch.testing.assert_close(feats[0], conv)  # the stage output itself, copied before the in-place ReLU
+    with pytest.raises(ConfigError, match="embed"):
+        embed(_Tapped(declare=False), x)
+
+
+def test_per_class_means_layouts_and_a_single_class():
+    x4 = torch.randn(6, 2, 3, 3)
+    seen = []
+    got = per_class_means(lambda b: seen.append(b.is_contiguous(memory_format=torch.channels_last)) or b, x4, 2)
+    assert seen == [True, True]
+    torch.testing.assert_close(got, class_means(x4, 2))
+    x2 = torch.randn(6, 5)  # flat inputs are passed as they are
+    torch.testing.assert_close(per_class_means(lambda b: b, x2, 3), class_means(x2, 3))
+    one = per_class_means(lambda b: ([b, 2 * b], b), x2, 1)  # one class: a nested output still stacks
+    torch.testing.assert_close(one[0][1], 2 * x2.mean(0, keepdim=True))
+    torch.testing.assert_close(one[1], x2.mean(0, keepdim=True))
+
+
+def test_gradient_distance_keeps_the_reference_epsilon():
+    """DC's reference: cos = <gr, gs> / (|gr| |gs| + 1e-6), so tiny or zero gradients stay finite."""
+    g = torch.full((3, 4), 5e-4)  # each row's squared norm is 1e-6
+    assert math.isclose(float(gradient_distance([g], [g])), 3 * (1 - 1e-6 / 2e-6), rel_tol=1e-5)
+    assert math.isclose(float(gradient_distance([torch.zeros(3, 4)], [g])), 3.0, rel_tol=1e-6)
