@@ -53,7 +53,7 @@ def taid_next_t(t: float, momentum: float, loss: float, prev_loss: float, progre
     rel = (prev_loss - loss) / (prev_loss + 1e-15)
     momentum = beta * momentum + (1.0 - beta) * rel
     t_lin = t_start + (t_end - t_start) * min(max(progress, 0.0), 1.0)
-    adaptive = 1.0 / (1.0 + math.exp(-momentum))
+    adaptive = 0.5 * (1.0 + math.tanh(0.5 * momentum))  # sigmoid(momentum), no overflow for a huge |momentum|
     return min(t_end, max(t_lin, t + step_size * adaptive * (1.0 - t))), momentum
 
 
