@@ -837,8 +837,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.time_limit * 60 if args.time_limit else None)
     wall = time.monotonic() - t0
     write_results(args.out, cfg, files, mutants, facts, wall, args.jobs)
-    survived = sum(m.status == "survived" for ms in mutants.values() for m in ms)
-    print(f"done in {wall / 60:.1f} min: {survived} survivors; see {args.out / 'summary.md'}")
+    survived = [asdict(m) for ms in mutants.values() for m in ms if m.status == "survived"]
+    explained = sum(_explained(m, load_equivalent()) is not None for m in survived)
+    print(f"done in {wall / 60:.1f} min: {len(survived)} survivors, {explained} of them explained as equivalent; "
+          f"see {args.out / 'summary.md'}")
     return 0
 
 
