@@ -324,3 +324,10 @@ def test_bad_inputs_through_the_cli_change_nothing(home, tmp_path, capsys, monke
     assert main(["launch", str(tmp_path / "ok.yaml"), *s]) == 2
     capsys.readouterr()
     assert _snapshot(home) == before
+
+
+def test_1_a_run_dir_that_cannot_be_created_is_a_message(home, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("not a folder")
+    spec = write(tmp_path / "s.yaml", QUICK)
+    code, _, err = cli(capsys, "train", spec, "--run-dir", str(tmp_path / "a-file" / "run"))
+    assert code == 2 and "cannot create the run folder" in err and "Traceback" not in err, err

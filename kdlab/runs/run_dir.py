@@ -23,8 +23,16 @@ def new_run_dir(name: str, parent: Path | None = None) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40] or "run"
     parent = parent if parent is not None else home() / "runs"
     path = parent / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}-{secrets.token_hex(2)}"
-    path.mkdir(parents=True)
+    _make(path, exist_ok=False)
     return path
+
+
+def _make(folder: Path, exist_ok: bool = True) -> None:
+    """Create ``folder``; a folder that cannot be created is a ConfigError naming it, not a traceback."""
+    try:
+        folder.mkdir(parents=True, exist_ok=exist_ok)
+    except OSError as e:
+        raise ConfigError.at("run_dir", f"cannot create the run folder {folder}: {e.strerror or e}") from None
 
 
 def holds_run(folder: Path) -> bool:
@@ -79,7 +87,7 @@ def claimed_run_dir(folder: Path | None, name: str, *, resume: bool = False, rep
             for entry in RUN_FILES:
                 path = folder / entry
                 shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-        folder.mkdir(parents=True, exist_ok=True)
+        _make(folder)
     try:
         yield folder
     except BaseException:
