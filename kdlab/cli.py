@@ -83,7 +83,15 @@ def cmd_datasets(_args: argparse.Namespace) -> None:
     _print_frame(catalog().set_index("name"))
 
 
-def cmd_methods(_args: argparse.Namespace) -> None:
+def cmd_methods(args: argparse.Namespace) -> None:
+    if args.text:  # language-model methods (the lm_distill job's ``method``)
+        import pandas as pd
+
+        from kdlab.jobs.lm_distill import _text_module
+
+        table = pd.DataFrame(_text_module().LM_METHODS.table())
+        _print_frame(table[["name", "doc", "params", "accepts_topk", "same_vocab"]].set_index("name"))
+        return
     from kdlab.distill import list_methods
 
     _print_frame(list_methods().set_index("name"))
@@ -135,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(fn=cmd_train)
     sub.add_parser("models", help="list the model zoo").set_defaults(fn=cmd_models)
     sub.add_parser("datasets", help="list the datasets").set_defaults(fn=cmd_datasets)
-    sub.add_parser("methods", help="list the distillation methods").set_defaults(fn=cmd_methods)
+    me = sub.add_parser("methods", help="list the distillation methods (--text: those of language models)")
+    me.add_argument("--text", action="store_true", help="the language-model methods of the lm_distill job")
+    me.set_defaults(fn=cmd_methods)
     j = sub.add_parser("jobs", help="list the job kinds (or one kind's parameters); `kdlab launch` runs any of them")
     j.add_argument("kind", nargs="?", help="show this kind's declared parameters")
     j.set_defaults(fn=cmd_jobs)

@@ -7,6 +7,7 @@
 - ``frequency``: band curves, Fourier heat maps and feature spectra of a run (resumable by part).
 - ``graph_kd``: the GNN-to-MLP study (GCN teacher, MLP / KD-MLP / FF-G2M-MLP students) on CSBM graphs.
 - ``transfer_rank``: the source zoo ranked for a target task with a label budget, and its weights.
+- ``lm_distill``: a causal LM distilled on a text corpus (``kdlab.text``), per-domain bits per byte.
 - ``student_choice``: candidate students ranked for a run's teacher without training (DisWOT).
 
 ``kdlab.submit(kind, **params)`` (or ``kdlab.launch({"kind": ..., "params": {...}})``) runs one in the background.
@@ -18,6 +19,7 @@ from kdlab.jobs import (  # noqa: F401  (importing a module registers its kind)
     condense,
     frequency,
     graph_kd,
+    lm_distill,
     neighbours,
     student_choice,
     train,

@@ -52,6 +52,8 @@ class ReportFigures:
 
 
 def _history_has_data(run: RunData) -> bool:
+    if not run.trains_a_classifier:
+        return False
     h = run.history
     if isinstance(h, pd.DataFrame):
         return not h.empty
@@ -64,7 +66,7 @@ ReportSection = Callable[[RunData], "list[tuple[str, str, go.Figure]]"]
 REPORT_SECTIONS: dict[str, ReportSection] = {}
 # Modules whose import registers a section (an analysis issue adds its module here, one line).
 SECTION_MODULES: list[str] = ["kdlab.report.representations", "kdlab.report.transfer", "kdlab.report.frequency",
-                              "kdlab.report.condense"]
+                              "kdlab.report.condense", "kdlab.report.text"]
 
 
 def register_report_section(name: str, section: ReportSection | None = None) -> Any:
@@ -197,10 +199,11 @@ def summary_table(runs: list[RunData]) -> pd.DataFrame:
         h = as_history(r.history)
         times = h["epoch_time"].dropna().tolist() if "epoch_time" in h.columns else []
         rows.append({
-            "run": r.name, "status": r.status or "", "data": (spec.get("data") or {}).get("name"),
-            "method": r.method, "teacher": (spec.get("teacher") or {}).get("name"),
-            "student": (spec.get("student") or {}).get("name"), "seed": spec.get("seed"),
-            "epochs": len(h) if len(h) else None,
+            "run": r.name, "status": r.status or "",
+            "data": (spec.get("data") or {}).get("name") or r.params.get("corpus"),
+            "method": r.method, "teacher": (spec.get("teacher") or {}).get("name") or r.params.get("teacher_arch"),
+            "student": (spec.get("student") or {}).get("name") or r.params.get("student_arch"), "seed": r.seed,
+            "epochs": len(h) if len(h) and r.trains_a_classifier else None,
             "teacher test acc": t_acc, "student test acc": s_acc,
             "student - teacher": (s_acc - t_acc) if (s_acc is not None and t_acc is not None) else None,
             "agreement": _num(s.get("test/agreement")),

@@ -79,12 +79,23 @@ class RunData:
 
     # -- what the summary table shows ---------------------------------------------------------------
     @property
+    def params(self) -> dict[str, Any]:
+        """A job run's parameters (``{}`` for a training spec)."""
+        return dict(self.spec.get("params") or {})
+
+    @property
     def method(self) -> str | None:
-        return (self.spec.get("method") or {}).get("name")
+        return (self.spec.get("method") or {}).get("name") or self.params.get("method")
 
     @property
     def seed(self) -> Any:
-        return self.spec.get("seed")
+        return self.spec.get("seed", self.params.get("seed"))
+
+    @property
+    def trains_a_classifier(self) -> bool:
+        """Whether the run is a training spec (its history holds accuracy and loss per epoch), not a job kind
+        with figures of its own (an ``lm_distill`` run's curves are its section's)."""
+        return self.spec.get("kind") in (None, "train")
 
     def teacher_val_acc(self) -> float | None:
         """The teacher's validation accuracy (the reference line of the accuracy curves)."""

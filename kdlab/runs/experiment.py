@@ -3,7 +3,6 @@ test evaluation; results written as JSON in the run folder."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import platform
@@ -25,7 +24,7 @@ from kdlab.errors import CheckpointError, ConfigError
 from kdlab.models import create
 from kdlab.models.checkpoints import load_state
 from kdlab.models.inference import predict
-from kdlab.paths import cache_dir
+from kdlab.paths import cache_dir, file_lock
 from kdlab.runs.artifacts import RESULTS_FILE, save_predictions
 from kdlab.runs.preflight import preflight
 from kdlab.runs.spec import ExperimentSpec, ModelSpec, OptimSpec, TeacherSpec, load_spec
@@ -131,16 +130,6 @@ def load_models(run_dir: str | os.PathLike[str], checkpoint: str = "last.pt") ->
     return RunModels(spec, teacher, student.eval(), splits)
 
 
-@contextlib.contextmanager
-def _locked(path: Path):
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def get_teacher(spec: ExperimentSpec, splits: Splits, device: str,
                 callbacks: Sequence[Callback] = ()) -> tuple[nn.Module, dict[str, Any]]:
     """The trained teacher: from its checkpoint, or trained once per (data, teacher) spec and cached
@@ -154,7 +143,7 @@ def get_teacher(spec: ExperimentSpec, splits: Splits, device: str,
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     # Separate runs share the cache under a file lock; the ranks of one multi-process run must not
     # lock each other out (they train the teacher together), so they skip the lock.
-    with contextlib.nullcontext() if distributed else _locked(folder / f"{key}.lock"):
+    with contextlib.nullcontext() if distributed else file_lock(folder / f"{key}.lock"):
         cached = _load_cached_teacher(path, ts, splits.train)
         if cached is not None:
             return cached

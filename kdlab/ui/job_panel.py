@@ -37,6 +37,8 @@ def param_for(p: Param) -> param.Parameter:
         return param.Number(default=p.default, bounds=(p.low, p.high), allow_None=p.default is None, doc=p.doc)
     if p.type is list:
         return param.List(default=list(p.default or []), doc=p.doc)
+    if p.type is dict:  # e.g. a method's parameters (drawn as a literal input: {"beta": 0.5})
+        return param.Dict(default=dict(p.default or {}), doc=p.doc)
     return param.String(default=p.default, allow_None=p.default is None, doc=p.doc)
 
 

@@ -1,0 +1,278 @@
+"""kdlab.text.losses: each divergence against an explicit numpy sum over a tiny vocabulary, its properties, the
+top-k (sparse teacher) versions, numerics at extreme logits, TAID's schedule and the LM_METHODS registry."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from kdlab.distill.methods.taid import taid_loss, taid_target
+from kdlab.errors import ConfigError
+from kdlab.text import losses as L
+from kdlab.text.losses import (
+    LM_METHODS,
+    TAID,
+    TopK,
+    create_lm_method,
+    forward_kl,
+    generalized_jsd,
+    reverse_kl,
+    skew_kl,
+    skew_reverse_kl,
+    topk_forward_kl,
+    total_variation,
+)
+
+N, V = 5, 7
+
+
+def _logits(seed: int, scale: float = 3.0, n: int = N, v: int = V) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, v, generator=g, dtype=torch.float64) * scale)
+
+
+def _softmax(z: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = z / temperature
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _np_kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Per-row KL(p || q) as an explicit double loop."""
+    out = np.zeros(p.shape[0])
+    for i in range(p.shape[0]):
+        for j in range(p.shape[1]):
+            if p[i, j] > 0:
+                out[i] += p[i, j] * math.log(p[i, j] / q[i, j])
+    return out
+
+
+def _close(a: torch.Tensor, b: float, tol: float = 1e-10) -> None:
+    assert abs(float(a) - float(b)) <= tol * max(1.0, abs(float(b))), (float(a), float(b))
+
+
+# ------------------------------------------------------------------------------------------- formulas
+@pytest.mark.parametrize("temperature", [1.0, 2.5])
+def test_divergences_match_explicit_numpy_sums(temperature):
+    s, t = _logits(0), _logits(1)
+    ps, pt = _softmax(s.numpy(), temperature), _softmax(t.numpy(), temperature)
+    _close(forward_kl(s, t, temperature), _np_kl(pt, ps).mean())
+    _close(reverse_kl(s, t, temperature), _np_kl(ps, pt).mean())
+    for beta in (0.1, 0.5, 0.9):
+        m = beta * pt + (1 - beta) * ps
+        want = (beta * _np_kl(pt, m) + (1 - beta) * _np_kl(ps, m)).mean()
+        _close(generalized_jsd(s, t, beta, temperature), want)
+    for alpha in (0.1, 0.6):
+        _close(skew_kl(s, t, alpha, temperature), _np_kl(pt, alpha * pt + (1 - alpha) * ps).mean())
+        _close(skew_reverse_kl(s, t, alpha, temperature), _np_kl(ps, alpha * ps + (1 - alpha) * pt).mean())
+    _close(total_variation(s, t, temperature), (0.5 * np.abs(pt - ps).sum(axis=1)).mean())
+
+
+def test_no_temperature_squared_factor_and_mean_over_tokens():
+    s, t = _logits(2), _logits(3)
+    per_token = _np_kl(_softmax(t.numpy(), 4.0), _softmax(s.numpy(), 4.0))
+    _close(forward_kl(s, t, 4.0), per_token.mean())  # not 16 * ..., not the sum
+    # leading dims are flattened: [2, N, V] gives the mean over all 2N tokens
+    s2, t2 = torch.stack([s, _logits(4)]), torch.stack([t, _logits(5)])
+    both = np.concatenate([per_token, _np_kl(_softmax(t2[1].numpy(), 4.0), _softmax(s2[1].numpy(), 4.0))])
+    _close(forward_kl(s2, t2, 4.0), both.mean())
+
+
+# ----------------------------------------------------------------------------------------- properties
+def test_zero_when_student_equals_teacher():
+    z = _logits(6)
+    for value in (forward_kl(z, z), reverse_kl(z, z), generalized_jsd(z, z, 0.3), skew_kl(z, z, 0.2),
+                  skew_reverse_kl(z, z, 0.2), total_variation(z, z), L.taid_token_loss(z, z, 0.7)):
+        assert abs(float(value)) < 1e-12
+
+
+def test_gjsd_endpoints_are_the_kls_and_half_is_symmetric():
+    s, t = _logits(7), _logits(8)
+    _close(generalized_jsd(s, t, 0.0, 1.5), forward_kl(s, t, 1.5))
+    _close(generalized_jsd(s, t, 1.0, 1.5), reverse_kl(s, t, 1.5))
+    _close(generalized_jsd(s, t, 0.5), generalized_jsd(t, s, 0.5))
+    assert abs(float(generalized_jsd(s, t, 0.3)) - float(generalized_jsd(t, s, 0.3))) > 1e-4  # only at 0.5
+    # near the endpoints the mixture form tends to the KLs
+    _close(generalized_jsd(s, t, 1e-7) / 1e-7, forward_kl(s, t), 1e-4)
+    assert float(generalized_jsd(s, t, 0.5)) <= math.log(2) + 1e-12  # JSD is bounded by log 2
+
+
+def test_skew_endpoints():
+    s, t = _logits(9), _logits(10)
+    _close(skew_kl(s, t, 0.0), forward_kl(s, t))
+    _close(skew_reverse_kl(s, t, 0.0), reverse_kl(s, t))
+    assert abs(float(skew_kl(s, t, 1.0))) < 1e-12 and abs(float(skew_reverse_kl(s, t, 1.0))) < 1e-12
+    # more skew, smaller divergence
+    assert float(skew_kl(s, t, 0.5)) < float(skew_kl(s, t, 0.1)) < float(forward_kl(s, t))
+
+
+def test_tv_in_unit_interval_and_reaches_its_bounds():
+    for seed in range(5):
+        v = float(total_variation(_logits(seed, 10.0), _logits(seed + 50, 10.0)))
+        assert 0.0 <= v <= 1.0
+    s = torch.tensor([[100.0, 0.0, 0.0]])
+    t = torch.tensor([[0.0, 100.0, 0.0]])
+    assert abs(float(total_variation(s, t)) - 1.0) < 1e-6
+
+
+# ------------------------------------------------------------------------------------------------ top-k
+def _topk(t: torch.Tensor, k: int) -> TopK:
+    lp = torch.log_softmax(t, dim=-1)
+    values, indices = lp.topk(k, dim=-1)
+    return TopK(values, indices)
+
+
+def test_topk_with_k_equal_v_equals_dense():
+    s, t = _logits(11), _logits(12)
+    tk = _topk(t, V)
+    for temperature in (1.0, 2.0):
+        _close(forward_kl(s, tk, temperature), forward_kl(s, t, temperature))
+        _close(topk_forward_kl(s, tk, temperature), forward_kl(s, t, temperature))
+        for beta in (0.0, 0.3, 0.5):
+            _close(generalized_jsd(s, tk, beta, temperature), generalized_jsd(s, t, beta, temperature))
+        _close(skew_kl(s, tk, 0.2, temperature), skew_kl(s, t, 0.2, temperature))
+        _close(skew_reverse_kl(s, tk, 0.2, temperature), skew_reverse_kl(s, t, 0.2, temperature))
+        _close(total_variation(s, tk, temperature), total_variation(s, t, temperature))
+
+
+def test_topk_small_k_matches_renormalised_teacher_explicitly():
+    s, t = _logits(13), _logits(14)
+    k, temperature = 3, 2.0
+    tk = _topk(t, k)
+    ps = _softmax(s.numpy(), temperature)
+    pt_full = _softmax(t.numpy(), temperature)
+    q = np.zeros_like(pt_full)  # teacher renormalised over its top-k, zero elsewhere (dense here, in the test only)
+    for i, idx in enumerate(tk.indices.numpy()):
+        q[i, idx] = pt_full[i, idx] / pt_full[i, idx].sum()
+    _close(forward_kl(s, tk, temperature), _np_kl(q, ps).mean())
+    beta = 0.4
+    m = beta * q + (1 - beta) * ps
+    _close(generalized_jsd(s, tk, beta, temperature), (beta * _np_kl(q, m) + (1 - beta) * _np_kl(ps, m)).mean())
+    _close(skew_kl(s, tk, 0.3, temperature), _np_kl(q, 0.3 * q + 0.7 * ps).mean())
+    _close(skew_reverse_kl(s, tk, 0.3, temperature), _np_kl(ps, 0.3 * ps + 0.7 * q).mean())
+    _close(total_variation(s, tk, temperature), (0.5 * np.abs(q - ps).sum(axis=1)).mean())
+
+
+def test_topk_refused_where_infinite_naming_the_methods_that_can():
+    s, t = _logits(15), _logits(16)
+    tk = _topk(t, 3)
+    for call in (lambda: reverse_kl(s, tk), lambda: generalized_jsd(s, tk, 1.0), lambda: skew_reverse_kl(s, tk, 0.0),
+                 lambda: create_lm_method("reverse_kl", {}).terms(s, tk),
+                 lambda: create_lm_method("taid", {}).terms(s, tk)):
+        with pytest.raises(ConfigError, match="methods that can: ") as err:
+            call()
+        can = str(err.value).split("methods that can: ")[1].split(", ")
+        assert {"forward_kl", "gjsd", "skew_kl", "skew_reverse_kl", "tv"} <= set(can)
+        assert not {"reverse_kl", "taid", "none"} & set(can)
+    assert create_lm_method("forward_kl", {}).accepts_topk and not create_lm_method("reverse_kl", {}).accepts_topk
+
+
+# --------------------------------------------------------------------------------------------- numerics
+def test_float32_large_logits_and_masked_entries_are_finite_with_finite_gradients():
+    g = torch.Generator().manual_seed(0)
+    s = (torch.randn(4, 9, generator=g) * 1e4).requires_grad_(True)
+    t = torch.randn(4, 9, generator=g) * 1e4
+    fns = [forward_kl, reverse_kl, total_variation, lambda a, b: generalized_jsd(a, b, 0.5),
+           lambda a, b: skew_kl(a, b, 0.1), lambda a, b: skew_reverse_kl(a, b, 0.1),
+           lambda a, b: L.taid_token_loss(a, b, 0.5)]
+    for fn in fns:
+        value = fn(s, t)
+        assert value.dtype == torch.float32 and torch.isfinite(value)
+        (grad,) = torch.autograd.grad(value, s)
+        assert torch.isfinite(grad).all()
+    # tokens masked out of both distributions with -inf (e.g. vocab padding) change nothing and give no NaN
+    s0, t0 = _logits(17).float(), _logits(18).float()
+    pad = torch.full((N, 3), float("-inf"))
+    sp, tp = torch.cat([s0, pad], 1).requires_grad_(True), torch.cat([t0, pad], 1)
+    for fn in fns:
+        value = fn(sp, tp)
+        assert abs(float(value.detach()) - float(fn(s0, t0))) < 1e-5
+        (grad,) = torch.autograd.grad(value, sp)
+        assert torch.isfinite(grad).all() and (grad[:, V:] == 0).all()
+    # half precision inputs are computed in float32
+    assert forward_kl(s0.half(), t0.half()).dtype == torch.float32
+
+
+# ------------------------------------------------------------------------------------------------- TAID
+def test_taid_target_interpolates_and_matches_kdlab_distill():
+    s, t = _logits(19), _logits(20)
+    for interp in (0.0, 0.3, 1.0):
+        want = taid_loss(s, t, interp)  # the classification TAID (batchmean over rows = per-token mean)
+        _close(L.taid_token_loss(s, t, interp), want)
+        target = taid_target(s, t, interp).numpy()
+        _close(L.taid_token_loss(s, t, interp), _np_kl(target, _softmax(s.numpy())).mean())
+    _close(L.taid_token_loss(s, t, 1.0), forward_kl(s, t))  # t = 1: the teacher itself
+    assert abs(float(L.taid_token_loss(s, t, 0.0))) < 1e-12  # t = 0: the student itself
+    # the gradient does not flow through the target (the student is detached inside it)
+    s_req = s.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(L.taid_token_loss(s_req, t, 0.5), s_req)
+    p_target = torch.tensor(taid_target(s, t, 0.5).numpy())
+    torch.testing.assert_close(g, (torch.softmax(s, -1) - p_target) / N)
+
+
+def test_taid_t_moves_monotonically_from_t_start_to_t_end():
+    taid = TAID(t_start=0.2, t_end=0.9, alpha=0.05, beta=0.5)
+    ts = [taid.t]
+    for step in range(200):
+        taid.update(step / 400, 1.0 / (1 + step))  # decreasing loss, only half-way through training
+        ts.append(taid.t)
+    assert ts[0] == 0.2 and all(b >= a for a, b in zip(ts, ts[1:], strict=False))
+    assert ts[-1] > 0.2 + (0.9 - 0.2) * 199 / 400 + 0.05  # adaptive: ahead of the linear schedule
+    assert ts[-1] <= 0.9
+    for _ in range(200):
+        taid.update(1.0, 1.0)
+    assert abs(taid.t - 0.9) < 1e-12
+    # disable_adaptive: exactly the linear schedule
+    lin = TAID(t_start=0.4, t_end=1.0, disable_adaptive=True)
+    for p in (0.0, 0.25, 0.5, 1.0):
+        lin.update(p, 1.0 / (1 + p))
+        assert abs(lin.t - (0.4 + 0.6 * p)) < 1e-12
+    # state round-trips
+    other = TAID()
+    other.load_state_dict(taid.state_dict())
+    assert other.state_dict() == taid.state_dict()
+
+
+def test_taid_method_steps_its_schedule_and_reports_t():
+    m = create_lm_method("taid", {"t_start": 0.3, "alpha": 0.1, "kd_weight": 2.0})
+    s, t = _logits(21), _logits(22)
+    assert m.info() == {"taid_t": 0.3}
+    terms = m.terms(s, t)
+    _close(terms["kd"], 2.0 * float(L.taid_token_loss(s, t, 0.3)))
+    for step in range(5):
+        m.on_step(step / 100, {"kd": 2.0 / (1 + step), "ce": 3.0})
+    assert m.info()["taid_t"] > 0.3 + 0.7 * 0.04 + 0.05  # adaptive steps, ahead of the linear schedule
+    saved = m.state()
+    m2 = create_lm_method("taid", {"t_start": 0.3})
+    m2.load_state(saved)
+    assert m2.info() == m.info()
+
+
+# --------------------------------------------------------------------------------------------- registry
+def test_registry_names_params_and_terms():
+    assert set(LM_METHODS.names()) >= {"none", "forward_kl", "reverse_kl", "gjsd", "skew_kl", "skew_reverse_kl",
+                                       "tv", "taid"}
+    for name in ("forward_kl", "reverse_kl", "gjsd", "skew_kl", "skew_reverse_kl", "tv", "taid"):
+        entry = LM_METHODS.entry(name)
+        assert {"temperature", "kd_weight"} <= set(entry.params), name
+        assert entry.obj.__doc__ and "20" in entry.obj.__doc__  # cites a paper with its year
+    s, t = _logits(23), _logits(24)
+    m = create_lm_method("gjsd", {"beta": 0.2, "temperature": 2.0, "kd_weight": 3.0})
+    _close(m.terms(s, t)["kd"], 3.0 * float(generalized_jsd(s, t, 0.2, 2.0)))
+    assert create_lm_method("none", {}).terms(s, t) == {} and not create_lm_method("none").uses_teacher_logits
+    _close(create_lm_method("skew_kl").terms(s, t)["kd"], float(skew_kl(s, t, 0.1)))  # defaults
+
+
+def test_registry_validation_errors_name_the_field():
+    with pytest.raises(ConfigError, match=r"method\.params\.beta"):
+        create_lm_method("gjsd", {"beta": 1.5})
+    with pytest.raises(ConfigError, match=r"run\.method\.params\.temperature"):
+        create_lm_method("forward_kl", {"temperature": 0.0}, where="run.method")
+    with pytest.raises(ConfigError, match=r"method\.params\.alpah.*valid: alpha, kd_weight, temperature"):
+        create_lm_method("skew_kl", {"alpah": 0.2})
+    with pytest.raises(KeyError, match=r"method: unknown LM distillation method 'gsjd'.*gjsd"):
+        create_lm_method("gsjd", {})
+    with pytest.raises(ConfigError, match="t_end"):
+        create_lm_method("taid", {"t_start": 0.8, "t_end": 0.5})
