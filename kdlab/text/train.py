@@ -182,14 +182,18 @@ def _token_terms(student, teacher, method, blocks: TokenBlocks, idx, topk, cfg: 
         terms["ce"] = cfg.ce_weight * masked_ce(logits, ids[:, 1:], mask)
     if method is None or not method.uses_teacher_logits:
         return terms or {"ce": masked_ce(logits, ids[:, 1:], mask)}
-    s = logits[mask]
+    full = bool(mask.all())  # the usual case: a view, not a copy of [tokens x vocabulary] and its gradient
+
+    def tokens(x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(0, 1) if full else x[mask]
+
     if topk is not None and not on_policy:
         cached = topk.get(idx)
-        t: Any = TopK(cached.values.to(device)[mask], cached.indices.to(device)[mask])
+        t: Any = TopK(tokens(cached.values.to(device)), tokens(cached.indices.to(device)))
     else:
         with torch.no_grad():
-            t = logits_of(teacher, ids[:, :-1])[mask]
-    terms.update(method.terms(s, t))
+            t = tokens(logits_of(teacher, ids[:, :-1]))
+    terms.update(method.terms(tokens(logits), t))
     return terms
 
 
