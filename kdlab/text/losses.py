@@ -9,12 +9,15 @@ magnitude 1e4 and ``-inf`` entries (tokens masked out of both distributions) giv
 Temperature: both logits are divided by ``temperature`` before the softmax and, following the LM KD convention
 (TRL's GKDTrainer, DistiLLM), the result is NOT multiplied by ``temperature**2`` (unlike Hinton et al.'s KD).
 
-Sparse teacher (``TopK``): teacher mass outside its top-k tokens is dropped and the teacher is renormalised over
-the k tokens; the student's log-probs are its full-vocabulary ``log_softmax`` gathered at the k indices (never a
-dense ``[N, V]`` teacher). Terms where the student's mass outside the top-k meets a zero teacher probability are
-added exactly (TV, the JSD's student side, skew reverse KL). With k = V this equals the dense divergence.
-Divergences that are infinite against a teacher with zero mass outside the top-k (reverse KL, gjsd at beta = 1,
-skew reverse KL at alpha = 0) or that need the full teacher logits (TAID) raise ConfigError.
+Sparse teacher (``TopK``): both distributions are coarsened to k + 1 buckets, the teacher's k tokens and "the
+rest": the teacher's rest mass is ``1 - sum(exp(values))`` (exact, its log-probs are cached at T = 1), the
+student's is its mass outside those k tokens (from its full-vocabulary ``log_softmax``; never a dense [N, V]
+teacher). Every divergence is then the same formula on the k + 1 buckets: a lower bound of the full divergence
+(data processing), equal to it for k = V, and unbiased in the student's total mass on the teacher's top-k (the
+student is not pushed to put all its mass there, as renormalising the teacher over k would). A temperature acts
+on the bucket distributions of both models (exact at T = 1). Rest buckets are floored at ``1e-8`` (after the
+temperature) so reverse divergences stay finite when the teacher's top-k holds all its mass. TAID needs the
+full teacher logits and refuses a ``TopK``.
 """
 from __future__ import annotations
 
@@ -89,25 +92,36 @@ def _check_pair(s: Tensor, t: Tensor) -> None:
         raise ShapeError(f"student logits {tuple(s.shape)} and teacher logits {tuple(t.shape)} differ in shape")
 
 
-def _sparse(s: Tensor, topk: TopK, temperature: float) -> tuple[Tensor, Tensor, Tensor]:
-    """On the top-k support: teacher log-probs renormalised over k, student full-vocab log-probs gathered there,
-    and the student's mass outside the support ``[N]``."""
+def _coarse(s: Tensor, topk: TopK, temperature: float) -> tuple[Tensor, Tensor]:
+    """Student and teacher log-probs over the k + 1 buckets (the teacher's top-k tokens, then the rest), both
+    ``[N, k + 1]``, at ``temperature`` (see the module docstring)."""
     values, indices = topk
     if values.shape != indices.shape or values.shape[:-1] != s.shape[:-1]:
         raise ShapeError(f"TopK values {tuple(values.shape)} / indices {tuple(indices.shape)} do not fit student "
                          f"logits {tuple(s.shape)} (expected [..., k] with the student's leading shape)")
-    log_ps = _log_probs(s, temperature)
+    _check_temperature(temperature)
     k = values.shape[-1]
-    # (values / T) renormalised over k equals the full teacher softmax at T restricted to the k and renormalised
-    log_pt = F.log_softmax(_float(values).reshape(-1, k) / temperature, dim=-1)
-    log_ps_k = log_ps.gather(-1, indices.reshape(-1, k).long())
-    tail = (1.0 - log_ps_k.exp().sum(-1)).clamp_min(0.0)
-    return log_pt, log_ps_k, tail
+    log_ps_k = _log_probs(s, 1.0).gather(-1, indices.reshape(-1, k).long())
+    log_pt_k = _float(values).reshape(-1, k).to(log_ps_k.dtype)
+    buckets = []
+    for log_k in (log_ps_k, log_pt_k):
+        covered = torch.logsumexp(log_k, dim=-1, keepdim=True).clamp_max(0.0)
+        rest = torch.log((-torch.expm1(covered)).clamp_min(0.0))  # log(1 - mass of the k tokens); -inf at k = V
+        logp = F.log_softmax(torch.cat([log_k, rest], dim=-1) / temperature, dim=-1)
+        floored = torch.cat([logp[:, :k], logp[:, k:].clamp_min(math.log(_REST_FLOOR))], dim=-1)
+        buckets.append(F.log_softmax(floored, dim=-1))
+    return buckets[0], buckets[1]
 
 
-def _dense(s: Tensor, t: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
+def _dense(s: Tensor, t: Teacher, temperature: float) -> tuple[Tensor, Tensor]:
+    """Student and teacher log-probs ``[N, V]`` (or ``[N, k + 1]`` buckets for a ``TopK`` teacher)."""
+    if isinstance(t, TopK):
+        return _coarse(s, t, temperature)
     _check_pair(s, t)
     return _log_probs(s, temperature), _log_probs(t, temperature)
+
+
+_REST_FLOOR = 1e-8
 
 
 def _no_topk(what: str) -> ConfigError:
@@ -118,9 +132,6 @@ def _no_topk(what: str) -> ConfigError:
 # ---------------------------------------------------------------------------------------------- divergences
 def forward_kl(s: Tensor, t: Teacher, temperature: float = 1.0) -> Tensor:
     """``KL(p_T || p_S)`` per token, averaged (Hinton-style distillation without the T^2 factor)."""
-    if isinstance(t, TopK):
-        log_pt, log_ps_k, _ = _sparse(s, t, temperature)
-        return _kl(log_pt, log_ps_k).mean()
     log_ps, log_pt = _dense(s, t, temperature)
     return _kl(log_pt, log_ps).mean()
 
@@ -134,8 +145,6 @@ def topk_forward_kl(s: Tensor, topk: TopK, temperature: float = 1.0) -> Tensor:
 
 def reverse_kl(s: Tensor, t: Teacher, temperature: float = 1.0) -> Tensor:
     """``KL(p_S || p_T)`` per token, averaged (mode-seeking; MiniLLM, Gu et al. 2024)."""
-    if isinstance(t, TopK):
-        raise _no_topk("reverse_kl")
     log_ps, log_pt = _dense(s, t, temperature)
     return _kl(log_ps, log_pt).mean()
 
@@ -146,16 +155,6 @@ def generalized_jsd(s: Tensor, t: Teacher, beta: float = 0.5, temperature: float
     ``KL(p_T || p_S)``, beta = 1 is ``KL(p_S || p_T)``. Per-token mean (TRL's "batchmean" with labels)."""
     if not 0.0 <= beta <= 1.0:
         raise ConfigError.at("beta", f"must be in [0, 1], got {beta!r}")
-    if isinstance(t, TopK):
-        if beta == 1:
-            raise _no_topk("gjsd with beta = 1 (reverse KL)")
-        log_pt, log_ps_k, tail = _sparse(s, t, temperature)
-        if beta == 0:
-            return _kl(log_pt, log_ps_k).mean()
-        log_m = _log_mix(log_pt, log_ps_k, beta)
-        # outside the support m = (1 - beta) p_S, so KL(p_S || m) gains tail * -log(1 - beta)
-        student_side = _kl(log_ps_k, log_m) - tail * math.log1p(-beta)
-        return (beta * _kl(log_pt, log_m) + (1 - beta) * student_side).mean()
     log_ps, log_pt = _dense(s, t, temperature)
     if beta == 0:
         return _kl(log_pt, log_ps).mean()
@@ -169,9 +168,6 @@ def skew_kl(s: Tensor, t: Teacher, alpha: float = 0.1, temperature: float = 1.0)
     """Skew KL of DistiLLM (Ko et al. 2024): ``KL(p_T || alpha p_T + (1 - alpha) p_S)``; alpha = 0 is forward KL."""
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError.at("alpha", f"must be in [0, 1], got {alpha!r}")
-    if isinstance(t, TopK):
-        log_pt, log_ps_k, _ = _sparse(s, t, temperature)
-        return _kl(log_pt, _log_mix(log_pt, log_ps_k, alpha)).mean()
     log_ps, log_pt = _dense(s, t, temperature)
     return _kl(log_pt, _log_mix(log_pt, log_ps, alpha)).mean()
 
@@ -181,21 +177,12 @@ def skew_reverse_kl(s: Tensor, t: Teacher, alpha: float = 0.1, temperature: floa
     reverse KL."""
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError.at("alpha", f"must be in [0, 1], got {alpha!r}")
-    if isinstance(t, TopK):
-        if alpha == 0:
-            raise _no_topk("skew_reverse_kl with alpha = 0 (reverse KL)")
-        log_pt, log_ps_k, tail = _sparse(s, t, temperature)
-        # outside the support the mixture is alpha p_S: the tail adds tail * -log(alpha)
-        return (_kl(log_ps_k, _log_mix(log_ps_k, log_pt, alpha)) - tail * math.log(alpha)).mean()
     log_ps, log_pt = _dense(s, t, temperature)
     return _kl(log_ps, _log_mix(log_ps, log_pt, alpha)).mean()
 
 
 def total_variation(s: Tensor, t: Teacher, temperature: float = 1.0) -> Tensor:
     """Total variation distance ``0.5 * sum |p_T - p_S|`` per token, averaged (in [0, 1])."""
-    if isinstance(t, TopK):
-        log_pt, log_ps_k, tail = _sparse(s, t, temperature)
-        return (0.5 * ((log_pt.exp() - log_ps_k.exp()).abs().sum(-1) + tail)).mean()
     log_ps, log_pt = _dense(s, t, temperature)
     return (0.5 * (log_pt.exp() - log_ps.exp()).abs().sum(-1)).mean()
 
@@ -344,6 +331,7 @@ class ReverseKL(LMMethod):
     """Reverse KL(p_S || p_T) per token (MiniLLM: Gu, Dong, Wei & Huang 2024, ICLR)."""
 
     params = dict(COMMON)
+    accepts_topk = True
 
     def divergence(self, s_logits: Tensor, t_logits: Teacher) -> Tensor:
         return reverse_kl(s_logits, t_logits, self.hp["temperature"])
@@ -379,7 +367,7 @@ class SkewReverseKL(LMMethod):
 
     params = {**COMMON,
               "alpha": Param(0.1, "skew: student weight in the mixture (0 = reverse KL)", float, 0.0, 1.0)}
-    accepts_topk = True  # finite on a top-k teacher for alpha > 0; alpha = 0 raises ConfigError
+    accepts_topk = True
 
     def divergence(self, s_logits: Tensor, t_logits: Teacher) -> Tensor:
         return skew_reverse_kl(s_logits, t_logits, self.hp["alpha"], self.hp["temperature"])

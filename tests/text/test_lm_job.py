@@ -73,6 +73,7 @@ def test_a_run_through_the_store_records_terms_evaluations_and_artifacts(store):
     ("seq_kd", {"pool": 16, "prompt_len": 8}, {}),
     ("on_policy", {"lmbda": 0.5}, {}),
     ("forward_kl", {}, {"topk": 8}),
+    ("reverse_kl", {}, {"topk": 8}),
     ("alm", {}, {"student_vocab": 384}),
     ("omp", {"anchors": 4}, {"student_vocab": 384, "baseline": True}),
 ])
@@ -102,9 +103,9 @@ def test_different_vocabularies_without_a_cross_tokenizer_method_stop_before_a_r
                                           r"vocabularies.*ALM \('alm'.*'omp'") as e:
         kdlab.submit("lm_distill", store, **{**TINY, "student_vocab": 384, "method": "forward_kl"})
     assert {"alm", "omp"} <= set(e.value.issues[0].choices)
-    with pytest.raises(ConfigError, match=r"params.topk: method 'reverse_kl' cannot train from a cached top-k "
+    with pytest.raises(ConfigError, match=r"params.topk: method 'taid' cannot train from a cached top-k "
                                           r"teacher; methods that can: .*forward_kl"):
-        kdlab.submit("lm_distill", store, **{**TINY, "method": "reverse_kl", "topk": 8})
+        kdlab.submit("lm_distill", store, **{**TINY, "method": "taid", "topk": 8})
     with pytest.raises(ConfigError, match=r"params.method.params.beta"):
         kdlab.submit("lm_distill", store, **{**TINY, "method": "gjsd", "method_params": {"beta": 2}})
     with pytest.raises(UnknownNameError, match=r"params.method: unknown LM distillation method 'fwd_kl'. Did you "

@@ -127,46 +127,72 @@ def _topk(t: torch.Tensor, k: int) -> TopK:
 def test_topk_with_k_equal_v_equals_dense():
     s, t = _logits(11), _logits(12)
     tk = _topk(t, V)
+
+    def close(a, b):  # the empty rest bucket is floored at 1e-8: equal to that
+        _close(a, b, tol=1e-7)
+
     for temperature in (1.0, 2.0):
-        _close(forward_kl(s, tk, temperature), forward_kl(s, t, temperature))
-        _close(topk_forward_kl(s, tk, temperature), forward_kl(s, t, temperature))
+        close(forward_kl(s, tk, temperature), forward_kl(s, t, temperature))
+        close(topk_forward_kl(s, tk, temperature), forward_kl(s, t, temperature))
         for beta in (0.0, 0.3, 0.5):
-            _close(generalized_jsd(s, tk, beta, temperature), generalized_jsd(s, t, beta, temperature))
-        _close(skew_kl(s, tk, 0.2, temperature), skew_kl(s, t, 0.2, temperature))
-        _close(skew_reverse_kl(s, tk, 0.2, temperature), skew_reverse_kl(s, t, 0.2, temperature))
-        _close(total_variation(s, tk, temperature), total_variation(s, t, temperature))
+            close(generalized_jsd(s, tk, beta, temperature), generalized_jsd(s, t, beta, temperature))
+        close(skew_kl(s, tk, 0.2, temperature), skew_kl(s, t, 0.2, temperature))
+        close(skew_reverse_kl(s, tk, 0.2, temperature), skew_reverse_kl(s, t, 0.2, temperature))
+        close(reverse_kl(s, tk, temperature), reverse_kl(s, t, temperature))
+        close(total_variation(s, tk, temperature), total_variation(s, t, temperature))
 
 
-def test_topk_small_k_matches_renormalised_teacher_explicitly():
+def _np_buckets(p_full: np.ndarray, idx: np.ndarray, temperature: float) -> np.ndarray:
+    """[N, k + 1]: the k tokens ``idx`` then the rest, from full T = 1 probabilities, then tempered (rest floored)."""
+    b = np.stack([np.append(row[i], 1.0 - row[i].sum()) for row, i in zip(p_full, idx, strict=True)])
+    b = b ** (1.0 / temperature)
+    b = b / b.sum(axis=1, keepdims=True)
+    b[:, -1] = np.maximum(b[:, -1], 1e-8)
+    return b / b.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_topk_small_k_matches_the_k_plus_one_bucket_divergences_explicitly(temperature):
     s, t = _logits(13), _logits(14)
-    k, temperature = 3, 2.0
+    k = 3
     tk = _topk(t, k)
-    ps = _softmax(s.numpy(), temperature)
-    pt_full = _softmax(t.numpy(), temperature)
-    q = np.zeros_like(pt_full)  # teacher renormalised over its top-k, zero elsewhere (dense here, in the test only)
-    for i, idx in enumerate(tk.indices.numpy()):
-        q[i, idx] = pt_full[i, idx] / pt_full[i, idx].sum()
+    idx = tk.indices.numpy()
+    q = _np_buckets(_softmax(t.numpy(), 1.0), idx, temperature)  # teacher: its top-k, then the rest
+    ps = _np_buckets(_softmax(s.numpy(), 1.0), idx, temperature)  # student on the same buckets
     _close(forward_kl(s, tk, temperature), _np_kl(q, ps).mean())
+    _close(reverse_kl(s, tk, temperature), _np_kl(ps, q).mean())
     beta = 0.4
     m = beta * q + (1 - beta) * ps
     _close(generalized_jsd(s, tk, beta, temperature), (beta * _np_kl(q, m) + (1 - beta) * _np_kl(ps, m)).mean())
+    _close(generalized_jsd(s, tk, 1.0, temperature), _np_kl(ps, q).mean())
     _close(skew_kl(s, tk, 0.3, temperature), _np_kl(q, 0.3 * q + 0.7 * ps).mean())
     _close(skew_reverse_kl(s, tk, 0.3, temperature), _np_kl(ps, 0.3 * ps + 0.7 * q).mean())
     _close(total_variation(s, tk, temperature), (0.5 * np.abs(q - ps).sum(axis=1)).mean())
 
 
-def test_topk_refused_where_infinite_naming_the_methods_that_can():
+def test_topk_keeps_the_students_mass_on_the_teachers_tokens_unbiased():
+    """Renormalising the teacher over its top-k would pull a student that already matches the teacher towards
+    putting all its mass on those k tokens; with the rest bucket, the teacher itself is a minimum (zero loss and
+    zero gradient)."""
+    t = _logits(21).requires_grad_(False)
+    s = t.clone().requires_grad_(True)
+    loss = forward_kl(s, _topk(t, 3))
+    loss.backward()
+    assert float(loss.detach()) < 1e-6 and float(s.grad.abs().max()) < 1e-6
+
+
+def test_topk_refused_by_taid_naming_the_methods_that_can():
     s, t = _logits(15), _logits(16)
     tk = _topk(t, 3)
-    for call in (lambda: reverse_kl(s, tk), lambda: generalized_jsd(s, tk, 1.0), lambda: skew_reverse_kl(s, tk, 0.0),
-                 lambda: create_lm_method("reverse_kl", {}).terms(s, tk),
-                 lambda: create_lm_method("taid", {}).terms(s, tk)):
-        with pytest.raises(ConfigError, match="methods that can: ") as err:
-            call()
-        can = str(err.value).split("methods that can: ")[1].split(", ")
-        assert {"forward_kl", "gjsd", "skew_kl", "skew_reverse_kl", "tv"} <= set(can)
-        assert not {"reverse_kl", "taid", "none"} & set(can)
-    assert create_lm_method("forward_kl", {}).accepts_topk and not create_lm_method("reverse_kl", {}).accepts_topk
+    with pytest.raises(ConfigError, match="methods that can: ") as err:
+        create_lm_method("taid", {}).terms(s, tk)
+    can = str(err.value).split("methods that can: ")[1].split(", ")
+    assert {"forward_kl", "reverse_kl", "gjsd", "skew_kl", "skew_reverse_kl", "tv"} <= set(can)
+    assert not {"taid", "none"} & set(can)
+    for name in ("reverse_kl", "gjsd", "skew_reverse_kl"):  # finite on the buckets, even at their endpoints
+        params = {"beta": 1.0} if name == "gjsd" else {"alpha": 0.0} if name == "skew_reverse_kl" else {}
+        assert torch.isfinite(create_lm_method(name, params).terms(s, _topk(t, V))["kd"])
+    assert create_lm_method("reverse_kl", {}).accepts_topk and not create_lm_method("taid", {}).accepts_topk
 
 
 # --------------------------------------------------------------------------------------------- numerics
