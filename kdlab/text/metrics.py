@@ -68,19 +68,26 @@ def _add(total: torch.Tensor, dom: torch.Tensor, values: torch.Tensor) -> None:
 
 @torch.no_grad()
 def token_divergence(student: nn.Module, teacher: nn.Module, tok, text: str, top: int = 5,
-                     device: str = "cpu") -> pd.DataFrame:
-    """One row per predicted token of ``text`` (student and teacher share ``tok``): its string, the KL from the
-    teacher's to the student's next-token distribution at that position (nats), each model's log-prob of the
-    actual token, and each model's ``top`` candidates with probabilities (the hover text of the view)."""
-    ids = tok.encode(text)[: min(context_of(student), context_of(teacher))]
+                     device: str = "cpu", max_tokens: int = 512) -> pd.DataFrame:
+    """One row per predicted token of ``text`` (student and teacher share ``tok``; its first ``max_tokens``
+    tokens): its string, the KL from the teacher's to the student's next-token distribution at that position
+    (nats), each model's log-prob of the actual token, and each model's ``top`` candidates with probabilities
+    (the hover text of the view). A text longer than the models' context is read in windows of that length
+    overlapping by one token (each token after the first is predicted once; a window restarts the context)."""
+    ids = tok.encode(text)[: int(max_tokens)]
     if len(ids) < 2:
         return pd.DataFrame(columns=["position", "token", "kl", "student_logp", "teacher_logp",
                                      "student_top", "teacher_top"])
+    width = min(context_of(student), context_of(teacher), len(ids))
     x = torch.tensor([ids], device=device)
     student.eval()
     teacher.eval()
-    s = F.log_softmax(logits_of(student, x[:, :-1]).float(), -1)[0]
-    t = F.log_softmax(logits_of(teacher, x[:, :-1]).float(), -1)[0]
+    parts_s, parts_t = [], []
+    for start in range(0, len(ids) - 1, width - 1):
+        window = x[:, start:start + width]
+        parts_s.append(F.log_softmax(logits_of(student, window[:, :-1]).float(), -1)[0])
+        parts_t.append(F.log_softmax(logits_of(teacher, window[:, :-1]).float(), -1)[0])
+    s, t = torch.cat(parts_s), torch.cat(parts_t)
     kl = (t.exp() * (t - s)).sum(-1)
     target = x[0, 1:]
     strings = tok.token_strings(ids)

@@ -152,5 +152,18 @@ def test_token_divergence(tok):
         assert r["student_top"].startswith(f"{tok.token_strings([best])[0]!r} {math.exp(sl[j][best]):.2f}")
     same = token_divergence(s, s, tok, text)
     assert same["kl"].abs().max() < 1e-6
-    assert len(token_divergence(_lm(tok, 0), t, tok, text)) == L  # cut to the shorter context (L + 1 tokens)
+    # a text longer than the context: windows of L + 1 tokens overlapping by one, each token predicted once,
+    # every window's first prediction made from its first token alone (the context restarts)
+    short = _lm(tok, 0)  # context L + 1
+    long_text = text * 4
+    ids = tok.encode(long_text)
+    assert len(ids) > 2 * (L + 1)
+    df = token_divergence(short, t, tok, long_text)
+    assert len(df) == len(ids) - 1 and df["token"].tolist() == tok.token_strings(ids)[1:]
+    for start in (0, L, 2 * L):
+        window = ids[start:start + L + 1]
+        sl = _logp(short, window[:-1])
+        for j in range(len(window) - 1):
+            assert df["student_logp"].iloc[start + j] == pytest.approx(sl[j][window[j + 1]], abs=1e-5)
+    assert len(token_divergence(short, t, tok, long_text, max_tokens=10)) == 9
     assert len(token_divergence(s, t, tok, "x")) == 0
