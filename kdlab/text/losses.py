@@ -21,7 +21,10 @@ full teacher logits and refuses a ``TopK``.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any, NamedTuple
 
 import torch
@@ -59,6 +62,30 @@ def _log_probs(logits: Tensor, temperature: float) -> Tensor:
     _check_temperature(temperature)
     x = _float(logits)
     return F.log_softmax(x.reshape(-1, x.shape[-1]) / temperature, dim=-1)
+
+
+_STUDENT_LOG_PROBS: ContextVar[bool] = ContextVar("kdlab_student_log_probs", default=False)
+
+
+@contextlib.contextmanager
+def student_log_probs() -> Iterator[None]:
+    """Within the block, divergences take the student's log-probs (``log_softmax`` of its logits, computed once by
+    the caller and shared with its cross-entropy) instead of its logits: at temperature 1 they are used as they
+    are, saving a second softmax over the vocabulary; at any temperature the result equals that of the logits
+    (``log_softmax`` is shift-invariant per row)."""
+    token = _STUDENT_LOG_PROBS.set(True)
+    try:
+        yield
+    finally:
+        _STUDENT_LOG_PROBS.reset(token)
+
+
+def _student(s: Tensor, temperature: float) -> Tensor:
+    """The student's log-probs ``[N, V]`` at ``temperature`` (see ``student_log_probs``)."""
+    if temperature == 1.0 and _STUDENT_LOG_PROBS.get():
+        x = _float(s)
+        return x.reshape(-1, x.shape[-1])
+    return _log_probs(s, temperature)
 
 
 def _kl_terms(log_p: Tensor, log_q: Tensor) -> Tensor:
@@ -101,7 +128,7 @@ def _coarse(s: Tensor, topk: TopK, temperature: float) -> tuple[Tensor, Tensor]:
                          f"logits {tuple(s.shape)} (expected [..., k] with the student's leading shape)")
     _check_temperature(temperature)
     k = values.shape[-1]
-    log_ps_k = _log_probs(s, 1.0).gather(-1, indices.reshape(-1, k).long())
+    log_ps_k = _student(s, 1.0).gather(-1, indices.reshape(-1, k).long())
     log_pt_k = _float(values).reshape(-1, k).to(log_ps_k.dtype)
     buckets = []
     for log_k in (log_ps_k, log_pt_k):
@@ -118,7 +145,7 @@ def _dense(s: Tensor, t: Teacher, temperature: float) -> tuple[Tensor, Tensor]:
     if isinstance(t, TopK):
         return _coarse(s, t, temperature)
     _check_pair(s, t)
-    return _log_probs(s, temperature), _log_probs(t, temperature)
+    return _student(s, temperature), _log_probs(t, temperature)
 
 
 _REST_FLOOR = 1e-8

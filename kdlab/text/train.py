@@ -22,7 +22,7 @@ from kdlab.text.blocks import BlockSampler, TokenBlocks
 from kdlab.text.cross_tokenizer import alm_batch, token_logprobs
 from kdlab.text.ddk import DDKMixture
 from kdlab.text.generate import continue_ids
-from kdlab.text.losses import LMMethod, TopK
+from kdlab.text.losses import LMMethod, TopK, student_log_probs
 from kdlab.text.metrics import evaluate_lm
 from kdlab.text.models import logits_of
 
@@ -178,10 +178,12 @@ def _token_terms(student, teacher, method, blocks: TokenBlocks, idx, topk, cfg: 
         mask[:, prompt - 1:] = True
     logits = logits_of(student, ids[:, :-1])
     terms: dict[str, torch.Tensor] = {}
-    if cfg.ce_weight and not on_policy:
-        terms["ce"] = cfg.ce_weight * masked_ce(logits, ids[:, 1:], mask)
     if method is None or not method.uses_teacher_logits:
-        return terms or {"ce": masked_ce(logits, ids[:, 1:], mask)}
+        return {"ce": (cfg.ce_weight or 1.0) * masked_ce(logits, ids[:, 1:], mask)}
+    logp = F.log_softmax(logits.float(), -1)  # once: the cross-entropy and the divergence share it
+    if cfg.ce_weight and not on_policy:
+        nll = -logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
+        terms["ce"] = cfg.ce_weight * (nll * mask).sum() / mask.sum().clamp_min(1)
     full = bool(mask.all())  # the usual case: a view, not a copy of [tokens x vocabulary] and its gradient
 
     def tokens(x: torch.Tensor) -> torch.Tensor:
@@ -193,7 +195,8 @@ def _token_terms(student, teacher, method, blocks: TokenBlocks, idx, topk, cfg: 
     else:
         with torch.no_grad():
             t = tokens(logits_of(teacher, ids[:, :-1]))
-    terms.update(method.terms(tokens(logits), t))
+    with student_log_probs():
+        terms.update(method.terms(tokens(logp), t))
     return terms
 
 

@@ -21,6 +21,8 @@ from kdlab.text.losses import (
     reverse_kl,
     skew_kl,
     skew_reverse_kl,
+    student_log_probs,
+    taid_token_loss,
     topk_forward_kl,
     total_variation,
 )
@@ -302,3 +304,26 @@ def test_registry_validation_errors_name_the_field():
         create_lm_method("gsjd", {})
     with pytest.raises(ConfigError, match="t_end"):
         create_lm_method("taid", {"t_start": 0.8, "t_end": 0.5})
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_student_log_probs_shared_with_the_cross_entropy_give_the_same_divergences(temperature):
+    s, t = _logits(31), _logits(32)
+    logp = torch.log_softmax(s, -1)
+    tk = _topk(t, 4)
+    calls = [lambda x, te: forward_kl(x, te, temperature), lambda x, te: reverse_kl(x, te, temperature),
+             lambda x, te: generalized_jsd(x, te, 0.3, temperature), lambda x, te: skew_kl(x, te, 0.2, temperature),
+             lambda x, te: total_variation(x, te, temperature)]
+    for call in calls:
+        for teacher in (t, tk):
+            with student_log_probs():
+                shared = call(logp, teacher)
+            _close(shared, call(s, teacher), tol=1e-9)
+    with student_log_probs():
+        shared = taid_token_loss(logp, t, 0.6, temperature)
+    _close(shared, taid_token_loss(s, t, 0.6, temperature), tol=1e-9)
+    # outside the block, log-probs are treated as logits again (the same at T = 1 up to rounding, by shift
+    # invariance), and raw logits inside the block at T = 1 would be taken as log-probs: the block is the contract
+    with student_log_probs():
+        wrong = forward_kl(s, t, 1.0)
+    assert abs(float(wrong) - float(forward_kl(s, t, 1.0))) > 1e-3
