@@ -314,14 +314,24 @@ def _samples(models: Mapping[str, tuple[Any, TextTokenizer]], test, p, device) -
 
 
 def _with_validation(ctx: JobContext, splits: CorpusSplits) -> CorpusSplits:
-    """``splits`` with validation text: a small corpus whose hashes gave none lends every tenth training document
-    (by name) to validation, so DDK and the validation curve still work; said in the log."""
-    if splits.val.docs or len(splits.train.docs) < 4:
-        if not splits.val.docs:
-            ctx.log("no validation text (the corpus is too small): val/bpb is not recorded", "warning")
-        return splits
-    docs = sorted(splits.train.docs, key=lambda d: d.name)
-    val, train = docs[::10], [d for i, d in enumerate(docs) if i % 10]
-    ctx.log(f"no document fell into the validation split: {len(val)} of {len(docs)} training documents moved there")
+    """``splits`` with validation text in every domain that has 3 or more training documents: where the hashes put
+    none there, the domain's first training document (by name) moves to validation, so DDK sees every domain's
+    gap and the validation curve exists on small corpora; the log says which domains lent one."""
+    val = list(splits.val.docs)
+    have = {d.domain for d in val}
+    train = []
+    lent = []
+    for domain, docs in sorted(splits.train.by_domain().items()):
+        docs = sorted(docs, key=lambda d: d.name)
+        if domain not in have and len(docs) >= 3:
+            val.append(docs[0])
+            lent.append(domain)
+            docs = docs[1:]
+        train.extend(docs)
+    if lent:
+        ctx.log(f"validation text: one training document of {', '.join(lent)} moved to the validation split "
+                "(the hashed split gave those domains none)")
+    if not val:
+        ctx.log("no validation text (the corpus is too small): val/bpb is not recorded", "warning")
     return CorpusSplits(Corpus(splits.train.name, train, splits.train.skipped),
                         Corpus(splits.val.name, val, splits.val.skipped), splits.test)

@@ -245,7 +245,9 @@ def _ddk(cfg: LMTrainConfig, sampler: BlockSampler, state: TrainState, teacher, 
     from kdlab.errors import ConfigError
 
     if teacher is None or val is None or not len(val):
-        raise ConfigError("mixture: 'ddk' needs a teacher and validation text (it follows the per-domain gap)")
+        raise ConfigError("mixture: 'ddk' follows the per-domain gap between teacher and student on validation text, "
+                          f"and {'there is no teacher' if teacher is None else 'the validation split is empty'}; "
+                          "give it more text (the job's max_mb) or more documents")
     mixture = DDKMixture(sampler.available, cfg.ddk_alpha)
     if state.ddk:
         mixture.load_state(state.ddk)

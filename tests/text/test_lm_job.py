@@ -175,3 +175,20 @@ def test_the_cli_lists_the_language_model_methods_and_the_job_parameters(capsys)
     main(["jobs", "lm_distill"])
     out = capsys.readouterr().out
     assert "student_vocab" in out and "topk" in out and "method_params" in out
+
+
+def test_every_domain_gets_validation_text_without_losing_or_leaking_a_document():
+    from kdlab.jobs.lm_run import _with_validation
+    from kdlab.text import load_corpus
+
+    logged = []
+    splits = load_corpus("stdlib", max_domains=6, max_bytes=500_000).split(val=0.1, test=0.1)
+    out = _with_validation(SimpleNamespace(log=logged.append), splits)
+    names = lambda c: sorted(d.name for d in c.docs)  # noqa: E731
+    assert names(out.test) == names(splits.test)  # test text never moves
+    assert sorted(names(out.train) + names(out.val)) == sorted(names(splits.train) + names(splits.val))
+    assert not set(names(out.train)) & set(names(out.val))
+    for domain, docs in splits.train.by_domain().items():
+        if len(docs) >= 3:
+            assert domain in out.val.by_domain()
+    assert logged and "moved to the validation split" in logged[0]
