@@ -6,7 +6,8 @@ still leaves the finished ones):
 1. ``lm_kd``      forward-KL KD student vs the same student without KD (the job's "no-KD student" row), 3 seeds.
 2. ``lm_speed``   s/step and tokens/s of the training loop's steps: student only, KD from cached top-16 teacher
                   log-probs, KD with the live teacher (interleaved rounds, medians); the cache build time apart.
-3. ``lm_ddk``     DDK vs forward KL (the natural mixture): per-domain gap student bpb - teacher bpb, 3 seeds.
+3. ``lm_ddk``     DDK vs forward KL on the natural and on a uniform domain mixture: per-domain gap student bpb -
+                  teacher bpb, 3 seeds.
 4. ``lm_alm``     ALM with a student tokenizer of another vocabulary size vs that student without KD, 3 seeds.
 5. ``lm_taid``    TAID vs forward KL with a 1-layer width-64 student of the same teacher (a large gap), 3 seeds;
                   then at the small gap (2x128 student) for contrast, and last with a 6-layer teacher and the
@@ -280,10 +281,11 @@ def exp_speed(b: Bench, rounds: int = 5, steps: int = 30) -> None:
 
 def exp_ddk(b: Bench) -> None:
     fkl = [b.run(method="forward_kl", seed=s) for s in b.seeds]
+    uni = [b.run(method="forward_kl", mixture="uniform", seed=s) for s in b.seeds]
     ddk = [b.run(method="ddk", method_params=METHOD_PARAMS["ddk"], seed=s) for s in b.seeds]
     domains = next((r["summary"]["domains"] for r in fkl + ddk if r), [])
     rows, worst = [], {}
-    for name, recs in (("forward_kl (natural mixture)", fkl), ("ddk", ddk)):
+    for name, recs in (("forward_kl (natural mixture)", fkl), ("forward_kl (uniform mixture)", uni), ("ddk", ddk)):
         gaps = {d: [bpb(r, "student", d) - bpb(r, "teacher", d) for r in recs] for d in domains + ["all"]}
         row = {"method": name, **{d: ms(g) for d, g in gaps.items()}}
         per_seed_worst = [max(gaps[d][i] for d in domains) for i in range(len(recs)) if recs[i]]
@@ -296,17 +298,20 @@ def exp_ddk(b: Bench) -> None:
             last = max(m["step"] for m in r["mixture"])
             mix.append({m["domain"]: m["weight"] for m in r["mixture"] if m["step"] == last})
     mix_row = {d: mean([m.get(d, float("nan")) for m in mix]) for d in domains}
-    a, c = worst["forward_kl (natural mixture)"], worst["ddk"]
+    a, u, c = worst["forward_kl (natural mixture)"], worst["forward_kl (uniform mixture)"], worst["ddk"]
     wd = [y - x for x, y in zip(a, c, strict=False)]
+    wu = [y - x for x, y in zip(u, c, strict=False)]
     text = (f"DDK vs forward KL: per-domain gap to the teacher (student bpb - teacher bpb on that domain's test "
-            f"text; lower is better), {b.setup()}; DDK {METHOD_PARAMS['ddk']} (alpha 0.5), forward KL trains on "
-            f"the corpus' natural mixture; seeds {b.seeds}\n\n{markdown(rows)}\n\n"
+            f"text; lower is better), {b.setup()}; DDK {METHOD_PARAMS['ddk']} (alpha 0.5), forward KL on the "
+            f"corpus' natural mixture and on a uniform one; seeds {b.seeds}\n\n{markdown(rows)}\n\n"
             f"DDK's final domain weights (mean over seeds): "
             f"{', '.join(f'{d} {w:.3f}' for d, w in mix_row.items())}\n\n"
             f"- Claim \"DDK shrinks the worst domain's gap\": **{seed_verdict(wd)}** (worst-domain gap: forward KL "
             f"{ms(a)}, DDK {ms(c)}; DDK - forward KL per seed {', '.join(f'{x:+.3f}' for x in wd)}). The worst "
-            "domain is the one with the largest gap in each run (not always the same domain).")
-    b.save("lm_ddk", text, {"rows": rows, "final_mixture": mix_row, "worst": worst, "runs": fkl + ddk})
+            "domain is the one with the largest gap in each run (not always the same domain).\n"
+            f"- Against a uniform domain mixture (forward KL, `mixture: uniform`): **{seed_verdict(wu)}** "
+            f"(worst-domain gap {ms(u)} vs DDK {ms(c)}; DDK - uniform per seed {', '.join(f'{x:+.3f}' for x in wu)})")
+    b.save("lm_ddk", text, {"rows": rows, "final_mixture": mix_row, "worst": worst, "runs": fkl + uni + ddk})
 
 
 def exp_alm(b: Bench) -> None:

@@ -96,6 +96,9 @@ class LMDistillJob(Job):
         "block_size": Param(128, "tokens per block", int, 8, 8192),
         "lr": Param(3e-3, "peak learning rate (AdamW, warm-up then cosine)", float, 1e-6, 1.0),
         "ce_weight": Param(1.0, "weight of the student's own next-token cross-entropy", float, 0.0, 100.0),
+        "mixture": Param("natural", "domain mixture of the training batches: natural (each domain by its size) or "
+                                    "uniform (DDK, method 'ddk', starts uniform and follows the gap)", str,
+                         choices=("natural", "uniform")),
         "topk": Param(0, "cache the teacher's top-k log-probs to disk and train from them (0: live teacher)", int,
                       0, 65_536),
         "baseline": Param(True, "also train (and cache) the same student without KD, for comparison", bool),

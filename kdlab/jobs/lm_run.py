@@ -166,7 +166,7 @@ def _student(ctx: JobContext, p: Mapping[str, Any], s_tok: TextTokenizer):
 def _config(p: Mapping[str, Any], device: str) -> LMTrainConfig:
     hp = dict(p["method_params"])
     return LMTrainConfig(steps=p["steps"], batch_size=p["batch_size"], lr=p["lr"], ce_weight=p["ce_weight"],
-                         seed=p["seed"], device=device, mixture="ddk" if p["method"] == "ddk" else "natural",
+                         seed=p["seed"], device=device, mixture="ddk" if p["method"] == "ddk" else p["mixture"],
                          ddk_alpha=hp.get("alpha", 0.5), ddk_every=hp.get("every", 50),
                          lmbda=hp.get("lmbda", 0.0) if p["method"] == "on_policy" else 0.0,
                          gen_temperature=hp.get("gen_temperature", 1.0))

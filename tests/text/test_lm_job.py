@@ -192,3 +192,15 @@ def test_every_domain_gets_validation_text_without_losing_or_leaking_a_document(
         if len(docs) >= 3:
             assert domain in out.val.by_domain()
     assert logged and "moved to the validation split" in logged[0]
+
+
+def test_the_mixture_parameter_reaches_the_training_loop():
+    from kdlab.jobs.lm_run import _config
+
+    job = get_job("lm_distill")
+    p = job.check(check_kind_params("lm_distill", {**TINY, "mixture": "uniform"}), None)
+    assert _config(p, "cpu").mixture == "uniform"
+    p = job.check(check_kind_params("lm_distill", {**TINY, "method": "ddk", "mixture": "uniform"}), None)
+    assert _config(p, "cpu").mixture == "ddk"  # DDK starts uniform and follows the gap
+    with pytest.raises(ConfigError, match=r"params.mixture: 'zipf' is not one of \['natural', 'uniform'\]"):
+        check_kind_params("lm_distill", {"mixture": "zipf"})
