@@ -28,7 +28,8 @@ class DDKMixture:
         known = torch.isfinite(ratio) & self.available
         if known.any():  # a domain without validation text takes the mean factor
             ratio = torch.where(known, ratio, ratio[known].mean())
-            psi = self.weights * torch.exp(ratio - ratio[self.available].max())  # shifted: no overflow
+            shifted = torch.where(self.available, ratio - ratio[self.available].max(), torch.zeros_like(ratio))
+            psi = self.weights * torch.exp(shifted)  # shifted: no overflow; domains without blocks stay at 0
         else:
             psi = self.weights.clone()
         n = int(self.available.sum())

@@ -83,3 +83,16 @@ def test_state_round_trip():
     a = m.update(torch.tensor([1.0, 3.0, 1.0]), torch.ones(3))
     b = other.update(torch.tensor([1.0, 3.0, 1.0]), torch.ones(3))
     assert a.tolist() == b.tolist()
+
+
+def test_default_alpha_is_one_half():
+    m = DDKMixture(torch.ones(3, dtype=torch.bool))
+    ls, lt = [2.0, 1.0, 1.5], [1.0, 1.0, 1.0]
+    w = m.update(torch.tensor(ls), torch.tensor(lt))
+    assert w.tolist() == pytest.approx(_formula([1 / 3] * 3, ls, lt, 0.5), rel=1e-12)
+
+
+def test_a_domain_without_blocks_and_a_huge_loss_ratio_leaves_the_mixture_finite():
+    mix = DDKMixture(torch.tensor([True, True, False]))
+    w = mix.update(torch.tensor([1.0, 2.0, 5000.0]), torch.tensor([1.0, 1.0, 1.0]))
+    assert torch.isfinite(w).all() and w[2] == 0 and w[1] > w[0] and abs(float(w.sum()) - 1) < 1e-12

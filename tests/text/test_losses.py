@@ -327,3 +327,158 @@ def test_student_log_probs_shared_with_the_cross_entropy_give_the_same_divergenc
     with student_log_probs():
         wrong = forward_kl(s, t, 1.0)
     assert abs(float(wrong) - float(forward_kl(s, t, 1.0))) > 1e-3
+
+
+# ------------------------------------------------------------------------------ arguments, defaults, errors
+def test_documented_defaults():
+    s, t = _logits(40), _logits(41)
+    tk = _topk(t, 3)
+    _close(topk_forward_kl(s, tk), topk_forward_kl(s, tk, 1.0))
+    _close(generalized_jsd(s, t), generalized_jsd(s, t, 0.5, 1.0))
+    _close(skew_kl(s, t), skew_kl(s, t, 0.1, 1.0))
+    _close(skew_reverse_kl(s, t), skew_reverse_kl(s, t, 0.1, 1.0))
+    _close(total_variation(s, t), total_variation(s, t, 1.0))
+    # the TAID schedule's defaults are the registered method's (and kdlab.distill's TAID's: the paper's)
+    taid, declared = TAID(), LM_METHODS.entry("taid").params
+    assert (taid.t_start, taid.t_end, taid.alpha, taid.beta) == tuple(
+        declared[k].default for k in ("t_start", "t_end", "alpha", "beta")) == (0.4, 1.0, 5e-4, 0.99)
+    _close(taid.loss(s, t), taid_token_loss(s, t, 0.4, 1.0))
+
+
+def test_out_of_range_arguments_are_refused_naming_the_argument():
+    s, t = _logits(42), _logits(43)
+    for temperature in (0.0, -1.0):
+        with pytest.raises(ConfigError, match="temperature"):
+            forward_kl(s, t, temperature)
+        with pytest.raises(ConfigError, match="temperature"):
+            forward_kl(s, _topk(t, 3), temperature)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ConfigError, match="beta"):
+            generalized_jsd(s, t, bad)
+        with pytest.raises(ConfigError, match="alpha"):
+            skew_kl(s, t, bad)
+        with pytest.raises(ConfigError, match="alpha"):
+            skew_reverse_kl(s, t, bad)
+    for t_start, t_end in ((-0.1, 1.0), (0.5, 1.5), (0.8, 0.5)):
+        with pytest.raises(ConfigError, match="t_end"):
+            TAID(t_start, t_end)
+    # the closed ends are allowed: t from 0, and a constant t (t_start = t_end), also through the registry
+    assert TAID(0.0, 1.0).t == 0.0 and TAID(0.6, 0.6).t == 0.6
+    m = create_lm_method("taid", {"t_start": 0.6, "t_end": 0.6, "alpha": 0.5})
+    m.on_step(0.5, {"kd": 1.0})
+    m.on_step(0.9, {"kd": 0.1})
+    assert m.info() == {"taid_t": 0.6}
+
+
+def test_shape_errors_name_student_and_teacher():
+    from kdlab.errors import ShapeError
+
+    s = _logits(44)
+    with pytest.raises(ShapeError, match=r"student logits \(5, 7\) and teacher logits \(5, 8\) differ"):
+        forward_kl(s, _logits(45, v=8))
+    tk = _topk(_logits(46), 3)
+    with pytest.raises(ShapeError, match="TopK values"):  # values and indices disagree (same leading shape)
+        forward_kl(s, TopK(tk.values, tk.indices[:, :2]))
+    with pytest.raises(ShapeError, match="TopK values"):  # consistent top-k for another number of tokens
+        forward_kl(s, _topk(_logits(47, n=N + 1), 3))
+
+
+def test_skew_endpoint_alpha_one_has_no_gradient_even_where_the_teacher_rules_tokens_out():
+    """At alpha = 1 the mixture is the teacher itself (exact): the loss is 0 and gives the student no gradient, not
+    NaN, also where the teacher has probability 0 (logit -inf) and the student does not."""
+    s = _logits(48).requires_grad_(True)
+    t = _logits(49)
+    t[:, 2] = float("-inf")
+    loss = skew_kl(s, t, 1.0) + skew_reverse_kl(s, t, 1.0)
+    (grad,) = torch.autograd.grad(loss + s.sum(), s)
+    assert float(loss.detach()) == 0.0 and torch.equal(grad, torch.ones_like(s))
+
+
+# ----------------------------------------------------------------------------------- methods, TAID steps
+def test_methods_compute_their_divergence_of_student_against_teacher():
+    s, t = _logits(50), _logits(51)
+    tk = _topk(t, 3)
+    for name, fn in (("forward_kl", forward_kl), ("reverse_kl", reverse_kl), ("tv", total_variation)):
+        for teacher in (t, tk):
+            _close(create_lm_method(name, {"kd_weight": 2.0}).terms(s, teacher)["kd"], 2.0 * float(fn(s, teacher)))
+    for name in ("forward_kl", "reverse_kl", "gjsd", "skew_kl", "skew_reverse_kl", "tv", "taid"):
+        cls, tags = LM_METHODS.get(name), LM_METHODS.entry(name).tags
+        assert cls.uses_teacher_logits and cls.same_vocab, name  # the trainer runs the teacher; one vocabulary
+        assert tags["uses_teacher_logits"] and tags["same_vocab"], name
+
+
+def test_methods_built_directly_validate_their_params():
+    m = L.ForwardKL()
+    assert m.hp == {"temperature": 1.0, "kd_weight": 1.0}
+    with pytest.raises(ConfigError, match="temperature"):
+        L.ForwardKL(temperature=0.0)
+
+    class Unregistered(L.LMMethod):
+        def divergence(self, s_logits, t_logits):
+            return forward_kl(s_logits, t_logits)
+
+    assert Unregistered(kd_weight=0.5).hp == {"kd_weight": 0.5}  # not registered: taken as given
+
+
+def test_taid_schedule_is_kdlab_distills_from_the_first_step():
+    """The adaptive schedule is ``taid_next_t`` iterated from momentum 0 and no previous loss (the first step
+    only records the loss, even late in training); disable_adaptive follows the linear schedule from the first
+    step, whatever its progress."""
+    from kdlab.distill.methods.taid import taid_next_t
+
+    taid = TAID(0.2, 0.9, alpha=0.05, beta=0.5)
+    t, mom, prev = 0.2, 0.0, math.inf
+    for step, loss in enumerate((2.0, 1.0, 1.5, 0.5, 0.4)):
+        progress = 0.3 + 0.05 * step
+        taid.update(progress, loss)
+        t, mom = taid_next_t(t, mom, loss, prev, progress, 0.2, 0.9, 0.05, 0.5)
+        prev = loss
+        assert (taid.t, taid.momentum, taid.prev_loss) == (t, mom, prev)
+    assert taid.t > 0.2
+    lin = TAID(0.4, 1.0, disable_adaptive=True)
+    for progress, want in ((0.5, 0.7), (0.25, 0.7), (1.0, 1.0)):  # never back down
+        lin.update(progress, 1.0)
+        assert lin.t == pytest.approx(want, abs=1e-12)
+    late = TAID(0.4, 1.0, disable_adaptive=True)
+    late.update(1.5, 1.0)  # progress past the end
+    assert late.t == 1.0
+
+
+def _stepped(kd_weight: float, steps) -> tuple[dict, dict]:
+    """A TAID method stepped on ``steps`` (progress, terms), and a bare TAID schedule fed what it should be fed:
+    ``terms["kd"] / kd_weight`` when there is one and kd_weight > 0, else the last TAID loss computed."""
+    s, t = _logits(52), _logits(53)
+    m = create_lm_method("taid", {"t_start": 0.3, "alpha": 0.2, "beta": 0.5, "kd_weight": kd_weight})
+    ref = TAID(0.3, 1.0, 0.2, 0.5)
+    for progress, terms in steps:
+        m.terms(s + progress, t)
+        last = float(L.taid_token_loss(s + progress, t, ref.t))
+        m.on_step(progress, terms)
+        ref.update(progress, terms["kd"] / kd_weight if kd_weight > 0 and "kd" in terms else last)
+    return m.state(), ref.state_dict()
+
+
+@pytest.mark.parametrize("kd_weight", [0.0, 0.5, 3.0])
+def test_taid_method_feeds_its_schedule_the_unweighted_loss(kd_weight):
+    steps = [(0.1, {"kd": 0.8, "ce": 2.0}), (0.2, {"ce": 2.0}), (0.3, {"kd": 0.2}), (0.4, {"kd": 0.1})]
+    got, want = _stepped(kd_weight, steps)
+    assert got == want and got["t"] > 0.3
+    # nothing seen yet and no "kd" term: the schedule does not move
+    m = create_lm_method("taid", {"t_start": 0.3})
+    m.on_step(0.5, {"ce": 1.0})
+    assert m.state() == TAID(0.3).state_dict()
+
+
+def test_taid_method_keeps_no_autograd_graph_between_steps():
+    import gc
+    import weakref
+
+    m = create_lm_method("taid")
+    s = _logits(54).requires_grad_(True)
+    alive = weakref.ref(s)
+    m.terms(s, _logits(55))["kd"].backward()
+    del s
+    gc.collect()
+    assert alive() is None  # the last loss is kept detached: no activations held until the next step
+    m.on_step(0.5, {})  # and it still feeds the schedule
+    assert m.state()["prev_loss"] < math.inf
