@@ -146,3 +146,49 @@ def test_from_texts_single_doc_blocks(tok):
     c = from_texts(["ab"])
     b = make_blocks(c, tok, 4)
     assert int(b.nbytes[:, 1:][b.mask].sum()) + tok.token_bytes([int(b.ids[0, 0])])[0] == 3
+
+
+def test_block_count_is_the_fewest_that_predict_every_token(tok):
+    """A stream of n tokens needs ceil((n - 1) / L) blocks: no block is only padding, none is missing; the
+    smallest allowed block size (2) works."""
+    c = from_texts(["x = 1\n"])  # 6 tokens + end of text: n = 7, so n - 1 = 6 predicted tokens
+    n = len(tok.encode("x = 1\n")) + 1
+    assert n == 7
+    for size, want in ((2, 3), (3, 2), (4, 2), (6, 1), (7, 1), (9, 1)):
+        b = make_blocks(c, tok, size)
+        assert len(b) == want, size
+        assert want * size >= n - 1 > (want - 1) * size  # the fewest blocks covering the predicted tokens
+        assert int(b.mask.sum()) == n - 1 and bool(b.mask.any(1).all()), size  # each block predicts something
+        assert b.ids.shape == (want, size + 1) and b.nbytes.shape == (want, size + 1)
+    assert bool(make_blocks(c, tok, 6).mask.all())  # 6 predicted tokens fill one block of 6 exactly: no padding
+
+
+def test_a_one_token_document_makes_one_block(tok):
+    """The shortest stream that predicts anything: one token and the end of text (2 tokens) is one block."""
+    b = make_blocks(from_texts(["x"]), tok, 2)
+    assert len(b) == 1 and b.counts() == {"text": 1}
+    assert b.ids[0, :2].tolist() == [tok.encode("x")[0], tok.eos_id]
+    assert b.mask.tolist() == [[True, False]]
+    assert b.nbytes[0].tolist() == [1, 1, 0]
+
+
+def test_an_empty_result_has_the_shapes_and_dtypes_of_a_full_one(corpus, tok):
+    full = make_blocks(corpus, tok, L)
+    empty = make_blocks(corpus, tok, L, domains=["nothing"])
+    assert len(empty) == 0 and empty.counts() == {"nothing": 0}
+    for name in ("ids", "nbytes", "domain"):
+        got, ref = getattr(empty, name), getattr(full, name)
+        assert got.dtype == ref.dtype, name
+        assert got.shape == (0, *ref.shape[1:]), name
+    assert empty.mask.shape == (0, L) and empty.block_size == L
+
+
+def test_sampler_draws_a_domain_with_a_single_block(tok):
+    docs = [Document("one/0", "one", "x"), Document("many/0", "many", "x = 1\n" * 8)]
+    blocks = make_blocks(Corpus("c", docs, {}), tok, 4, domains=["one", "many"])
+    assert blocks.counts()["one"] == 1
+    s = BlockSampler(blocks, 0)
+    assert s.available.tolist() == [True, True]
+    assert torch.allclose(s.uniform(), torch.tensor([0.5, 0.5], dtype=torch.float64))
+    only = int(torch.nonzero(blocks.domain == 0).flatten())
+    assert s.sample(20, torch.tensor([1.0, 0.0])).tolist() == [only] * 20

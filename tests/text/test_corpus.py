@@ -2,6 +2,7 @@
 strings; deterministic per-document splits without leakage; errors that say what was skipped or what is valid."""
 from __future__ import annotations
 
+import os
 import time
 
 import datasets
@@ -34,6 +35,18 @@ def _synthetic(extra: dict[str, int] | None = None) -> Corpus:
     sizes = {**{f"d{i}": 40 for i in range(5)}, "small3": 3, "pair": 2, **(extra or {})}
     texts = {f"{dom}/{j}.txt": f"text {dom} {j}" for dom, n in sizes.items() for j in range(n)}
     return Corpus("syn", [Document(k, k.split("/")[0], v) for k, v in texts.items()], {})
+
+
+# ------------------------------------------------------------------------------------------------- cap_bytes
+@pytest.mark.timeout(10, method="signal")
+def test_cap_bytes_ends_once_every_domain_is_used_up():
+    """The round-robin stops when every domain's queue is walked (here before any other test reaches it)."""
+    docs = [Document(f"{k}/{i}", k, "ab" * (i + 1)) for k in "pq" for i in range(3)]  # 2, 4, 6 bytes per domain
+    taken, dropped = cap_bytes(docs, 1000)
+    assert [d.name for d in taken] == sorted(d.name for d in docs) and dropped == 0
+    taken, dropped = cap_bytes(docs, 7)  # p/0 (2), q/0 (2), then p/1 (4 > 3 left), q/1, p/2, q/2 do not fit
+    assert [d.name for d in taken] == ["p/0", "q/0"] and dropped == 4
+    assert cap_bytes([], 10) == ([], 0)
 
 
 # ------------------------------------------------------------------------------------------------- stdlib
@@ -243,3 +256,100 @@ def test_fingerprint_follows_the_text():
     assert a.fingerprint() == b.fingerprint()
     assert from_texts({"x": "one", "y": "twO"}).fingerprint() != a.fingerprint()
     assert from_texts({"x": "one", "z": "two"}).fingerprint() != a.fingerprint()
+
+
+# ------------------------------------------------------------------------------------------------- more
+def test_folder_counts_every_skipped_file_and_names_the_corpus_after_the_folder(tmp_path):
+    root = tmp_path / "my_texts"
+    root.mkdir()
+    (root / "ok.txt").write_text("readable")
+    for i in range(2):
+        (root / f"blob{i}.bin").write_bytes(b"MZ\0\0" + bytes([i]))
+        os.symlink(tmp_path / f"missing{i}", root / f"dangling{i}.txt")  # listed, but reading it fails
+    c = load_corpus("folder", path=str(root))
+    assert [d.name for d in c.docs] == ["ok.txt"]
+    assert c.skipped == {"binary": 2, "unreadable": 2}
+    assert c.name == "my_texts" and len(c) == 1
+
+
+def test_hf_dataset_dict_reads_its_train_split(tmp_path):
+    train = datasets.Dataset.from_dict({"text": ["train one", "train two"]})
+    test = datasets.Dataset.from_dict({"text": ["held out"]})
+    datasets.DatasetDict({"train": train, "test": test}).save_to_disk(str(tmp_path / "dd"))
+    c = load_corpus("hf", path=str(tmp_path / "dd"))
+    assert [d.text for d in c.docs] == ["train one", "train two"] and c.name == "dd"
+    datasets.DatasetDict({"test": test}).save_to_disk(str(tmp_path / "no_train"))
+    with pytest.raises(ConfigError, match="no 'train' split") as e:
+        load_corpus("hf", path=str(tmp_path / "no_train"))
+    assert "['test']" in str(e.value)
+
+
+def test_row_names_are_padded_to_the_width_of_the_last_index():
+    """row/<index> padded so that names sort like rows: 10 rows need one digit, 11 rows two."""
+    ten = corpus_from_dataset(datasets.Dataset.from_dict({"text": [f"t{i}" for i in range(10)]}))
+    assert [d.name for d in ten.docs] == [f"row/{i}" for i in range(10)]
+    eleven = corpus_from_dataset(datasets.Dataset.from_dict({"text": [f"t{i}" for i in range(11)]}))
+    assert [d.name for d in eleven.docs] == [f"row/{i:02d}" for i in range(11)]
+    assert [d.name for d in eleven.docs] == sorted(d.name for d in eleven.docs)
+
+
+def test_every_empty_text_is_counted():
+    ds = datasets.Dataset.from_dict({"text": ["", "kept", "  ", None, "\n"]})
+    assert corpus_from_dataset(ds).skipped == {"empty": 4}
+    c = from_texts(["", "kept", " ", "\t"])
+    assert c.skipped == {"empty": 3} and len(c) == 1
+
+
+def test_split_defaults_are_5_percent_val_10_percent_test_seed_0():
+    c = load_corpus("stdlib")
+    n = len(c)
+    assert n > 1000
+    s = c.split()
+    assert 0.035 < len(s.val) / n < 0.065 and 0.085 < len(s.test) / n < 0.13
+    assert _split_of(s) == _split_of(c.split(val=0.05, test=0.1, seed=0))
+
+
+def test_split_fraction_errors_name_the_field():
+    c = _synthetic()
+    for key in ("val", "test"):
+        for bad in (1.0, 1.5, -0.01, True, "0.1"):
+            with pytest.raises(ConfigError, match="expected a fraction in") as e:
+                c.split(**{"val": 0.0, "test": 0.0, key: bad})
+            assert e.value.issues[0].path == (key,)
+    for val, test in ((0.5, 0.5), (0.25, 0.75), (0.6, 0.5)):
+        with pytest.raises(ConfigError, match="leaves no training documents") as e:
+            c.split(val=val, test=test)
+        assert e.value.issues[0].path == ("val",)
+    assert len(c.split(val=0.45, test=0.5).train) > 0
+
+
+def test_split_is_stable_across_versions():
+    """A document's split is a fixed function of (seed, name): recorded runs keep their test sets. The values
+    below were recorded once; a change of the hash (or of what it hashes) would move documents between splits."""
+    c = from_texts({f"doc{i}": f"t{i}" for i in range(12)})
+    s = c.split(val=0.25, test=0.25, seed=7)
+    assert [d.name for d in s.train.docs] == ["doc0", "doc1", "doc6", "doc9", "doc10", "doc11"]
+    assert [d.name for d in s.val.docs] == ["doc4", "doc5", "doc7"]
+    assert [d.name for d in s.test.docs] == ["doc2", "doc3", "doc8"]
+
+
+def test_raising_the_test_fraction_only_adds_test_documents():
+    """Test sets are nested in the test fraction, also for the domains whose test document is forced: the forced
+    one is the domain's first document to enter test as the fraction grows."""
+    docs = [Document(f"dom{k}/{j}", f"dom{k}", f"text {k} {j}") for k in range(40) for j in range(3)]
+    c = Corpus("triples", docs, {})
+    for seed in range(3):
+        previous: set[str] = set()
+        for t in (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9):
+            tested = {d.name for d in c.split(val=0.0, test=t, seed=seed).test.docs}
+            assert previous <= tested, (seed, t, sorted(previous - tested))
+            assert len(c.split(val=0.0, test=t, seed=seed).test.domains()) == 40
+            previous = tested
+
+
+def test_domains_under_three_documents_get_no_forced_test_document():
+    docs = [Document(f"solo{k}/0", f"solo{k}", "s") for k in range(40)]
+    docs += [Document(f"duo{k}/{j}", f"duo{k}", "d") for k in range(40) for j in range(2)]
+    s = Corpus("small", docs, {}).split(val=0.0, test=0.1, seed=0)
+    assert 0 < len(s.test) < 0.2 * len(docs)  # about 10% of 120, not one per domain
+    assert len(s.test.domains()) < 40
