@@ -93,6 +93,18 @@ def test_bpb_matches_a_plain_loop(tok, corpus, blocks):
     all_bytes = sum(a["bytes"] for a in ref.values())
     assert table.loc["all", "bpb"] == pytest.approx(all_nll / math.log(2) / all_bytes, rel=1e-5)
     assert table.loc["all", "tokens"] == sum(a["tokens"] for a in ref.values())
+    # the `all` row pools the domains' sums (not an average of their per-token means)
+    all_tokens = sum(a["tokens"] for a in ref.values())
+    assert table.loc["all", "kl"] == pytest.approx(sum(a["kl"] for a in ref.values()) / all_tokens, rel=1e-4)
+    assert table.loc["all", "agreement"] == pytest.approx(sum(a["agree"] for a in ref.values()) / all_tokens)
+
+
+def test_progress_reports_blocks_done(tok, blocks):
+    calls = []
+    evaluate_lm(_lm(tok, 0), blocks, batch_size=3, progress=lambda done, total: calls.append((done, total)))
+    n = len(blocks)
+    assert n > 3
+    assert calls == [(min(k, n), n) for k in range(3, n + 3, 3)]
 
 
 def test_padding_is_masked_and_batching_does_not_matter(tok, blocks):
@@ -133,6 +145,67 @@ def test_uniform_model_bits_per_byte(tok, blocks):
         assert r["nll"] == pytest.approx(math.log(v))
         assert r["ppl"] == pytest.approx(v)
         assert r["bpb"] == pytest.approx(math.log2(v) * r["tokens"] / r["bytes"])
+
+
+class Spike(Uniform):
+    """All the probability on one token: every other token costs about ``height`` nats."""
+
+    def __init__(self, vocab: int, token: int, height: float = 1e4):
+        super().__init__(vocab)
+        self.token, self.height = token, height
+
+    def forward(self, input_ids, attention_mask=None, use_cache=False):
+        logits = torch.zeros(*input_ids.shape, self.vocab)
+        logits[..., self.token] = self.height
+        return SimpleNamespace(logits=logits)
+
+
+def test_hopeless_model_perplexity_is_capped_not_overflowing(tok, blocks):
+    unused = next(i for i in range(tok.vocab_size) if not bool((blocks.ids == i).any()))
+    table = evaluate_lm(Spike(tok.vocab_size, unused), blocks, batch_size=4)
+    for _, r in table.iterrows():
+        assert r["nll"] == pytest.approx(1e4, rel=1e-3)
+        assert r["bpb"] == pytest.approx(r["nll"] * r["tokens"] / math.log(2) / r["bytes"])
+        assert r["ppl"] == pytest.approx(math.exp(700.0))  # e^10000 would overflow a float
+
+
+def _cands(tok, logp: list[float], k: int) -> str:
+    order = sorted(range(len(logp)), key=lambda i: -logp[i])[:k]
+    return "  ".join(f"{tok.token_strings([i])[0]!r} {math.exp(logp[i]):.2f}" for i in order)
+
+
+def test_token_divergence_candidates_and_short_texts(tok):
+    s, t = _lm(tok, 0, 64), _lm(tok, 1, 64)
+    text = "def g(a):\n    return a + 1\n"
+    ids = tok.encode(text)
+    df = token_divergence(s, t, tok, text, top=3)
+    sl, tl = _logp(s, ids[:-1]), _logp(t, ids[:-1])
+    for j, r in df.iterrows():
+        assert r["student_top"] == _cands(tok, sl[j], 3) and r["teacher_top"] == _cands(tok, tl[j], 3)
+    # two tokens: one prediction, still with `top` candidates each
+    ids = tok.encode("ab")
+    assert len(ids) == 2
+    df = token_divergence(s, t, tok, "ab", top=3)
+    assert df["position"].tolist() == [1] and df["token"].tolist() == tok.token_strings(ids)[1:]
+    sl, tl = _logp(s, ids[:1]), _logp(t, ids[:1])
+    assert df["student_logp"].iloc[0] == pytest.approx(sl[0][ids[1]], abs=1e-5)
+    assert df["student_top"].iloc[0] == _cands(tok, sl[0], 3) and df["teacher_top"].iloc[0] == _cands(tok, tl[0], 3)
+    kl = sum(math.exp(b) * (b - a) for a, b in zip(sl[0], tl[0], strict=True))
+    assert df["kl"].iloc[0] == pytest.approx(kl, rel=1e-4, abs=1e-6)
+
+
+def test_token_divergence_last_window_of_two_tokens(tok):
+    """L + 2 tokens with a context of L + 1: a window of L + 1, then one of the last two tokens alone."""
+    short, t = _lm(tok, 0), _lm(tok, 1)
+    text = "def g(a):\n    return a + 1\n" * 4
+    ids = tok.encode(text)[: L + 2]
+    df = token_divergence(short, t, tok, text, max_tokens=L + 2)
+    assert df["position"].tolist() == list(range(1, L + 2))
+    sl = _logp(short, ids[:L])
+    for j in range(L):
+        assert df["student_logp"].iloc[j] == pytest.approx(sl[j][ids[j + 1]], abs=1e-5)
+    last = _logp(short, ids[L:L + 1])[0]
+    assert df["student_logp"].iloc[L] == pytest.approx(last[ids[L + 1]], abs=1e-5)
 
 
 def test_token_divergence(tok):
