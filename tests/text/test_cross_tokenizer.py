@@ -246,3 +246,141 @@ def test_alm_is_registered_as_a_cross_tokenizer_method():
     assert got.item() == pytest.approx(3.0 * alm_terms(s, t, ends, ends, mask)["alm"].item(), rel=1e-6)
     with pytest.raises(ConfigError, match="terms_from_logprobs"):
         method.terms(torch.zeros(2, 5), torch.zeros(2, 5))
+
+
+class _Widths:
+    """A fake byte-level tokenizer: cuts the utf-8 bytes into tokens of the given widths (cycled); a token's id is
+    its width, so token_bytes is the identity."""
+
+    eos_id = 0
+
+    def __init__(self, widths):
+        self.widths = list(widths)
+
+    def encode(self, text):
+        n, out = len(text.encode("utf-8")), []
+        while sum(out) < n:
+            out.append(min(self.widths[len(out) % len(self.widths)], n - sum(out)))
+        return out
+
+    def token_bytes(self, ids):
+        return list(ids)
+
+
+def test_chunk_ends_when_the_two_tokenizations_cross():
+    """Boundaries that interleave both ways (neither tokenization refines the other): the chunk ends are exactly
+    the common cut points, counted in tokens on each side."""
+    t, s = _Widths([2]), _Widths([3])
+    t_ids, s_ids, ends, spans = aligned_chunks("abcdefghijklm", t, s)  # 13 bytes: cuts 2,4,..,12,13 and 3,..,12,13
+    assert ends == [(3, 2), (6, 4), (7, 5)] and spans == [(0, 6), (6, 12), (12, 13)]
+    rng = random.Random(3)
+    for _ in range(200):
+        t = _Widths([rng.randint(1, 5) for _ in range(rng.randint(1, 4))])
+        s = _Widths([rng.randint(1, 5) for _ in range(rng.randint(1, 4))])
+        text = "x" * rng.randint(1, 40)
+        t_ids, s_ids, ends, spans = aligned_chunks(text, t, s)
+        t_cut = [sum(t_ids[:i + 1]) for i in range(len(t_ids))]
+        s_cut = [sum(s_ids[:i + 1]) for i in range(len(s_ids))]
+        shared = sorted(set(t_cut) & set(s_cut))
+        assert [end for _, end in spans] == shared
+        assert ends == [(t_cut.index(c) + 1, s_cut.index(c) + 1) for c in shared]
+
+
+def test_empty_text_has_no_tokens_and_no_chunks():
+    teacher, student = _toks()
+    assert aligned_chunks("", teacher, student) == ([], [], [], [])
+
+
+def test_shape_errors_name_each_wrong_input():
+    from kdlab.errors import ShapeError
+
+    with pytest.raises(ShapeError, match="logits must be"):
+        token_logprobs(torch.zeros(1, 4, 5), torch.zeros(1, 3, dtype=torch.long))  # ids shorter than logits
+    lp = torch.zeros(2, 6)
+    with pytest.raises(ShapeError, match="token_lp must be"):
+        chunk_logprobs(lp, torch.tensor([[2, 6]]))  # one row of ends for two rows of tokens
+    with pytest.raises(ShapeError, match="only 6 tokens"):
+        chunk_logprobs(lp, torch.tensor([[1, 7], [2, 6]]))  # only the largest end is out of range
+    s = torch.zeros(1, 3)
+    with pytest.raises(ShapeError, match="share a shape"):
+        alm_loss(s, s, torch.ones(1, 2, dtype=torch.bool))  # only the mask differs
+
+
+def test_temperature_must_be_positive_and_defaults_to_one():
+    from kdlab.errors import ConfigError
+
+    t, s = torch.tensor([[-0.3, -2.0]]), torch.tensor([[-0.9, -1.0]])
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    with pytest.raises(ConfigError, match="temperature"):
+        alm_loss(s, t, mask, temperature=0.0)
+    want = (_binary_kl(-0.3, -0.9) + _binary_kl(-2.0, -1.0)) / 2
+    assert alm_loss(s, t, mask).item() == pytest.approx(want, rel=1e-5)
+
+
+def _binary_kl64(t: float, s: float, eps: float) -> float:
+    """The binarised KL in float64 with the stable log(1 - p) (expm1), for likelihoods close to 1."""
+    pt = math.exp(t - eps)
+    l1t, l1s = math.log(-math.expm1(t - eps)), math.log(-math.expm1(s - eps))
+    return pt * ((t - eps) - (s - eps)) + (1 - pt) * (l1t - l1s)
+
+
+def test_chunks_of_likelihood_near_one_stay_accurate():
+    """log(1 - p) for p close to 1 must come from expm1: 1 - exp(x) in float32 loses digits there (measured:
+    0.1% off for a student chunk at log p = -1e-6; expm1 stays within 1e-6 of the float64 value)."""
+    one = torch.ones(1, 1, dtype=torch.bool)
+    for t, s in ((-1.0, -1e-6), (-0.1, -3e-6), (-1e-6, -0.5)):
+        got = alm_loss(torch.tensor([[s]]), torch.tensor([[t]]), one).item()
+        assert got == pytest.approx(_binary_kl64(t, s, 1e-6), rel=2e-5)
+
+
+def test_certain_chunks_and_rounding_above_zero_give_a_finite_loss():
+    """A chunk log-likelihood of exactly 0 (p = 1) or slightly above 0 (float rounding of a sum) is treated as
+    p = 1 - eps, on either side: finite, and the same as 0."""
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    other = torch.tensor([[-1.0, -0.5]])
+    for value in (0.0, 1e-7, 0.3):
+        certain = torch.full((1, 2), value)
+        for s, t in ((certain, other), (other, certain)):
+            got = alm_loss(s, t, mask).item()
+            assert math.isfinite(got)
+            zero = torch.zeros(1, 2)
+            ref = alm_loss(zero, t, mask) if s is certain else alm_loss(s, zero, mask)
+            assert got == pytest.approx(ref.item(), rel=1e-6)
+    want = (_binary_kl64(0.0, -1.0, 1e-6) + _binary_kl64(0.0, -0.5, 1e-6)) / 2
+    assert alm_loss(other, torch.zeros(1, 2), mask).item() == pytest.approx(want, rel=1e-4)
+
+
+def test_masked_chunks_are_harmless_without_eps():
+    """eps = 0 is the plain binarised KL; masked chunks (whatever they hold) must still not turn it into NaN."""
+    t = torch.tensor([[-0.3, -2.0, 0.0, 0.0]])
+    s = torch.tensor([[-0.9, -1.0, 0.0, 0.0]], requires_grad=True)
+    mask = torch.tensor([[True, True, False, False]])
+    loss = alm_loss(s, t, mask, eps=0.0)
+    want = (_binary_kl(-0.3, -0.9, eps=0.0) + _binary_kl(-2.0, -1.0, eps=0.0)) / 2
+    assert loss.item() == pytest.approx(want, rel=1e-5)
+    loss.backward()
+    assert torch.isfinite(s.grad).all() and torch.all(s.grad[0, 2:] == 0)
+
+
+def test_all_masked_loss_is_zero_with_a_zero_gradient():
+    s = torch.tensor([[-0.5, -2.0]], requires_grad=True)
+    loss = alm_loss(s, torch.tensor([[-1.0, -1.0]]), torch.zeros(1, 2, dtype=torch.bool))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.equal(s.grad, torch.zeros(1, 2))
+
+
+def test_alm_batch_smallest_block_and_at_least_one_chunk_column():
+    from kdlab.errors import ConfigError
+
+    one = _Widths([1])
+    batch = alm_batch(["ab", "c"], one, one, 2)  # one start token + one text token: the first byte is a chunk
+    assert batch["t_ids"].tolist() == [[0, 1], [0, 1]] and batch["chunk_mask"].tolist() == [[True], [True]]
+    assert batch["t_ends"].tolist() == [[1], [1]] and batch["s_ends"].tolist() == [[1], [1]]
+    with pytest.raises(ConfigError, match="block_size"):
+        alm_batch(["ab"], one, one, 1)
+    batch = alm_batch(["abcd", "xyz"], one, _Widths([3]), 3)  # student's first token never fits
+    assert batch["chunk_mask"].tolist() == [[False], [False]] and batch["t_ends"].shape == (2, 1)
+    assert alm_loss(torch.zeros(2, 1), torch.zeros(2, 1), batch["chunk_mask"]).item() == 0.0
+    batch = alm_batch(["a", "b"], one, one, 8)  # one chunk per text: C = 1
+    assert batch["chunk_mask"].shape == (2, 1) and bool(batch["chunk_mask"].all())

@@ -187,3 +187,153 @@ def test_transplant_tokenizer_builds_a_new_model_for_the_new_vocabulary(kind, ti
         transplant_tokenizer(model, base_tok, new_tok, None, method="omp")
     with pytest.raises(ConfigError, match="omp"):
         transplant_tokenizer(model, base_tok, new_tok, donor, method="fvt")
+
+
+def test_omp_shape_and_k_checks():
+    from kdlab.errors import ShapeError
+
+    g = torch.Generator().manual_seed(2)
+    dic, y = torch.randn(5, 4, generator=g), torch.randn(3, 4, generator=g)
+    with pytest.raises(ShapeError, match="dictionary must be"):
+        omp(dic, torch.randn(3, 6, generator=g), 2)  # only the feature sizes differ
+    with pytest.raises(ShapeError, match="dictionary must be"):
+        omp(dic[0], y, 2)
+    with pytest.raises(ConfigError, match="k must be"):
+        omp(dic, y, 0)
+    idx, coef = omp(dic, y, 5)  # k = n: every anchor, the exact least-squares fit on all of them
+    assert sorted(idx[0].tolist()) == [0, 1, 2, 3, 4]
+    lsq = torch.linalg.lstsq(dic.double().T, y.double().T).solution.T  # [m, n]
+    torch.testing.assert_close(torch.einsum("mk,mkd->md", coef, dic.double()[idx]), lsq @ dic.double())
+
+
+def test_omp_result_does_not_depend_on_the_chunk_size():
+    g = torch.Generator().manual_seed(3)
+    dic, y = torch.randn(20, 4, generator=g), torch.randn(10, 4, generator=g)  # more targets than features
+    idx, coef = omp(dic, y, 3)
+    for chunk in (1, 3, 7, 10, 64):
+        idx_c, coef_c = omp(dic, y, 3, chunk=chunk)
+        assert torch.equal(idx_c, idx)
+        torch.testing.assert_close(coef_c, coef, rtol=0, atol=1e-12)
+
+
+def test_omp_is_invariant_to_the_scale_of_the_dictionary():
+    """Cosine selection: shrinking every atom (even far below unit norm) picks the same atoms, coefficients scale
+    inversely."""
+    dic = torch.tensor([[1.0, 0.0], [3.0, 9.5]], dtype=torch.float64)
+    y = torch.tensor([[1.0, 0.0], [0.3, 1.0]], dtype=torch.float64)
+    idx, coef = omp(dic, y, 1)
+    assert idx.tolist() == [[0], [1]]
+    for scale in (1e-2, 1e-4, 10.0):
+        idx_s, coef_s = omp(dic * scale, y, 1)
+        assert torch.equal(idx_s, idx)
+        torch.testing.assert_close(coef_s * scale, coef)
+
+
+def test_results_carry_no_autograd_graph():
+    """A training-free tool on live parameters: nothing it returns keeps a graph back into the tables."""
+    g = torch.Generator().manual_seed(4)
+    dic = torch.nn.Parameter(torch.randn(8, 5, generator=g))
+    y = torch.randn(3, 5, generator=g).requires_grad_(True)
+    _, coef = omp(dic, y, 2)
+    assert not coef.requires_grad
+    base_tok, new_tok = _toks()
+    base = torch.nn.Parameter(torch.randn(base_tok.vocab_size, 6, generator=g))
+    donor = torch.nn.Parameter(torch.randn(new_tok.vocab_size, 8, generator=g))
+    for method in ("omp", "mean"):
+        out, _ = transplant_embeddings(base, base_tok, new_tok, donor, k=2, method=method)
+        assert not out.requires_grad
+
+
+def test_added_tokens_are_shared_and_copied():
+    """Tokens added to a tokenizer after training (outside its BPE model) are part of its vocabulary."""
+    from tokenizers import Tokenizer
+
+    base_tok, new_tok = _toks()
+    base_raw, new_raw = Tokenizer.from_str(base_tok.tok.to_str()), Tokenizer.from_str(new_tok.tok.to_str())
+    base_raw.add_tokens(["<|sep|>"])
+    new_raw.add_tokens(["<|sep|>"])
+    b_id, n_id = base_raw.token_to_id("<|sep|>"), new_raw.token_to_id("<|sep|>")
+    assert b_id == base_tok.vocab_size and n_id == new_tok.vocab_size  # after the trained vocabulary
+    g = torch.Generator().manual_seed(5)
+    base_emb = torch.randn(base_tok.vocab_size + 1, 6, generator=g, dtype=torch.float64)
+    donor = torch.randn(new_tok.vocab_size + 1, 8, generator=g, dtype=torch.float64)
+    out, info = transplant_embeddings(base_emb, base_raw, new_raw, donor, k=3)
+    assert out.shape == (new_tok.vocab_size + 1, 6) and info["vocab_size"] == new_tok.vocab_size + 1
+    assert torch.equal(out[n_id], base_emb[b_id])
+
+
+def test_base_ids_beyond_the_embedding_table_are_not_anchors():
+    """A base tokenizer with more ids than the table has rows: those tokens are treated as new, not copied."""
+    base_tok, new_tok = _toks()
+    base_vocab, new_vocab = _vocab(base_tok), _vocab(new_tok)
+    shared_ids = sorted(base_vocab[s] for s in new_vocab if s in base_vocab)
+    rows = shared_ids[-1]  # the table stops just before the last shared token's id
+    g = torch.Generator().manual_seed(6)
+    base_emb = torch.randn(rows, 6, generator=g, dtype=torch.float64)
+    donor = torch.randn(new_tok.vocab_size, 8, generator=g, dtype=torch.float64)
+    out, info = transplant_embeddings(base_emb, base_tok, new_tok, donor, k=3)
+    assert info["n_shared"] == len(shared_ids) - 1 and torch.isfinite(out).all()
+    assert info["n_new"] == len(new_vocab) - len(shared_ids) + 1
+
+
+def test_omp_with_one_anchor_scales_a_single_base_row():
+    """k = 1: each new token's row is a multiple of one shared token's base row."""
+    base_tok, new_tok = _toks()
+    base_vocab, new_vocab = _vocab(base_tok), _vocab(new_tok)
+    g = torch.Generator().manual_seed(7)
+    base_emb = torch.randn(len(base_vocab), 6, generator=g, dtype=torch.float64)
+    donor = torch.randn(len(new_vocab), 8, generator=g, dtype=torch.float64)
+    out, info = transplant_embeddings(base_emb, base_tok, new_tok, donor, k=1)
+    assert info["k"] == 1
+    shared_rows = torch.stack([base_emb[base_vocab[s]] for s in new_vocab if s in base_vocab])
+    new_rows = torch.stack([out[i] for s, i in new_vocab.items() if s not in base_vocab])
+    cos = torch.nn.functional.normalize(new_rows, dim=1) @ torch.nn.functional.normalize(shared_rows, dim=1).T
+    assert torch.allclose(cos.abs().max(dim=1).values, torch.ones(len(new_rows), dtype=torch.float64))
+
+
+class _CharTok:
+    """A duck-typed character tokenizer (get_vocab without keyword arguments, encode dropping unknown characters);
+    ``model`` is only a name here, not a ``tokenizers`` model, so pieces come from encode."""
+
+    model = "char"
+
+    def __init__(self, tokens):
+        self.vocab = {t: i for i, t in enumerate(tokens)}
+
+    def get_vocab(self):
+        return dict(self.vocab)
+
+    def encode(self, text):
+        return [self.vocab[c] for c in text if c in self.vocab]
+
+
+def test_mean_baseline_with_duck_typed_tokenizers_and_no_pieces():
+    base, new = _CharTok(["a", "b", "c", "d"]), _CharTok(["a", "ab", "zz", "c", "bdd"])
+    base_emb = torch.tensor([[1.0, 0.0, 2.0], [3.0, 4.0, 0.0], [0.0, 1.0, 1.0], [5.0, 5.0, 5.0]])
+    out, info = transplant_embeddings(base_emb, base, new, method="mean")
+    assert info["n_shared"] == 2 and info["n_new"] == 3 and out.shape == (5, 3)
+    torch.testing.assert_close(out[0], base_emb[0])
+    torch.testing.assert_close(out[3], base_emb[2])
+    torch.testing.assert_close(out[1], (base_emb[0] + base_emb[1]) / 2)
+    torch.testing.assert_close(out[4], (base_emb[1] + 2 * base_emb[3]) / 3)
+    torch.testing.assert_close(out[2], base_emb.mean(0))  # no piece at all: the mean of every base row
+
+
+def test_headless_model_and_the_same_default_k():
+    """A model without output embeddings (a bare transformer) gets new input embeddings; transplant_tokenizer's
+    default k is transplant_embeddings' default."""
+    transformers = pytest.importorskip("transformers")
+    base_tok, new_tok = _toks()
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=base_tok.vocab_size, n_positions=32, n_embd=16, n_layer=1, n_head=2,
+                                  bos_token_id=0, eos_token_id=0)
+    model = transformers.GPT2Model(cfg).eval()
+    assert model.get_output_embeddings() is None
+    donor = torch.randn(new_tok.vocab_size, 10)
+    new = transplant_tokenizer(model, base_tok, new_tok, donor)
+    want, info = transplant_embeddings(model.get_input_embeddings().weight, base_tok, new_tok, donor)
+    assert new.transplant_info["k"] == info["k"]
+    torch.testing.assert_close(new.get_input_embeddings().weight.detach(), want)
+    with torch.no_grad():
+        hidden = new(torch.tensor([new_tok.encode("def mean(xs)")])).last_hidden_state
+    assert torch.isfinite(hidden).all()
