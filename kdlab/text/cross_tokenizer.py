@@ -191,7 +191,7 @@ def _register() -> Any:
         Minixhofer, Vulić & Ponti 2025 (arXiv:2503.20083)."""
 
         params = {
-            "temperature": Param(1.0, "binarisation temperature: chunk p = exp(log-likelihood / T)", float, 0.0, 10.0,
+            "temperature": Param(1.0, "binarisation temperature: chunk p = exp(log-likelihood / T)", float, 0.0, 1000.0,
                                  low_open=True),
             "kd_weight": Param(1.0, "weight of the ALM term (the trainer adds ce_weight * cross-entropy)", float,
                                0.0, 100.0),
