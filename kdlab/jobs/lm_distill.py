@@ -118,6 +118,15 @@ class LMDistillJob(Job):
         CORPORA.entry(p["corpus"], where="params.corpus")
         if p["corpus"] in ("folder", "hf"):  # a user's text: unreadable or empty fails here, before any run
             text.load_corpus(p["corpus"], path=p["path"] or None, max_bytes=int(p["max_mb"] * 1e6))
+        if p["teacher_path"]:  # the user's teacher: a folder that cannot be loaded fails here, before any run
+            folder = Path(p["teacher_path"]).expanduser()
+            missing = [what for what, ok in (("config.json", (folder / "config.json").is_file()),
+                                             ("*.safetensors weights", any(folder.glob("*.safetensors"))),
+                                             ("tokenizer.json", (folder / "tokenizer.json").is_file())) if not ok]
+            if not folder.is_dir() or missing:
+                raise ConfigError.at("params.teacher_path", f"{str(folder)!r} is not a causal-LM folder: "
+                                     f"{'it does not exist' if not folder.is_dir() else 'no ' + ', no '.join(missing)}"
+                                     "; save one with model.save_pretrained(folder) and tokenizer.save(folder)")
         method = text.create_lm_method(p["method"], p["method_params"], where="params.method")
         p["method_params"] = dict(method.hp)
         check_vocab(p, method, LM_METHODS)

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -21,13 +22,18 @@ def model_key(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
+def cache_folder(key: str) -> Path:
+    """Where the model cached under ``key`` (``model_key`` of its configuration) lives."""
+    return cache_dir("lm_models") / str(key)
+
+
 def cached_lm(config: Mapping[str, Any], train: Callable[[], tuple[nn.Module, dict[str, Any]]]
               ) -> tuple[nn.Module, dict[str, Any]]:
     """The model trained for ``config``: loaded from the cache, or ``train()``-ed once (under a lock, so two
     runs needing it train it once) and stored. Returns the model and its meta (``source``: cache | trained)."""
     key = model_key(config)
-    root = cache_dir("lm_models")
-    folder = root / key
+    folder = cache_folder(key)
+    root = folder.parent
     with file_lock(root / f"{key}.lock"):
         if (folder / "kdlab_meta.json").is_file():
             try:

@@ -74,7 +74,7 @@ def summary_line(art: LMArtifacts) -> str:
 
 def teacher_folder(run_dir: str | Path) -> Path:
     """Where a run's teacher is: the user's ``teacher_path``, or the lab's model cache entry of its key."""
-    from kdlab.paths import cache_dir
+    from kdlab.text.cache import cache_folder
 
     art = load_lm_artifacts(run_dir)
     p = art.summary.get("params") or {}
@@ -84,7 +84,7 @@ def teacher_folder(run_dir: str | Path) -> Path:
     if p.get("teacher_path"):
         return Path(p["teacher_path"])
     key = (art.summary.get("teacher") or {}).get("key")
-    folder = cache_dir("lm_models") / str(key)
+    folder = cache_folder(str(key))
     if not key or not (folder / "config.json").is_file():
         raise ConfigError(f"run {Path(run_dir).name}: its teacher is not in the model cache ({folder}); run the job "
                           "again with the same teacher settings to rebuild it")

@@ -204,3 +204,14 @@ def test_the_mixture_parameter_reaches_the_training_loop():
     assert _config(p, "cpu").mixture == "ddk"  # DDK starts uniform and follows the gap
     with pytest.raises(ConfigError, match=r"params.mixture: 'zipf' is not one of \['natural', 'uniform'\]"):
         check_kind_params("lm_distill", {"mixture": "zipf"})
+
+
+def test_a_teacher_folder_that_cannot_be_loaded_stops_before_a_run(tmp_path, store):
+    with pytest.raises(ConfigError, match=r"params.teacher_path: .*nope' is not a causal-LM folder: it does not exist"):
+        kdlab.submit("lm_distill", store, **{**TINY, "teacher_path": str(tmp_path / "nope")})
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"no \*\.safetensors weights, no tokenizer.json; save one with"):
+        kdlab.submit("lm_distill", store, **{**TINY, "teacher_path": str(half)})
+    assert store.list_runs().empty
