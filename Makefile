@@ -17,7 +17,7 @@ $(VENV)/.torch: | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed: pyproject.toml $(VENV)/.torch
-	$(BIN)/python -m pip install -q -e ".[dev,ray,text]"
+	$(BIN)/python -m pip install -q -e ".[dev,ray,text,diffusion]"
 	touch $@
 
 venv: $(VENV)/.installed

@@ -92,6 +92,16 @@ def cmd_methods(args: argparse.Namespace) -> None:
         table = pd.DataFrame(_text_module().LM_METHODS.table())
         _print_frame(table[["name", "doc", "params", "accepts_topk", "same_vocab"]].set_index("name"))
         return
+    if args.diffusion:  # diffusion distillation methods (the diffusion job's ``method``)
+        import pandas as pd
+
+        from kdlab.jobs.diffusion import diffusion_module
+
+        methods = diffusion_module().DIFFUSION_METHODS
+        rows = [{**row, "sampling": cls.kind, "data_free": cls.data_free, "needs_labels": cls.needs_labels,
+                 "paper": cls.cite} for row in methods.table() for cls in [methods.get(row["name"])]]
+        _print_frame(pd.DataFrame(rows).set_index("name"))
+        return
     from kdlab.distill import list_methods
 
     _print_frame(list_methods().set_index("name"))
@@ -143,8 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(fn=cmd_train)
     sub.add_parser("models", help="list the model zoo").set_defaults(fn=cmd_models)
     sub.add_parser("datasets", help="list the datasets").set_defaults(fn=cmd_datasets)
-    me = sub.add_parser("methods", help="list the distillation methods (--text: those of language models)")
+    me = sub.add_parser("methods", help="list the distillation methods (--text: language models, --diffusion: "
+                                        "diffusion models)")
     me.add_argument("--text", action="store_true", help="the language-model methods of the lm_distill job")
+    me.add_argument("--diffusion", action="store_true", help="the diffusion methods of the diffusion job")
     me.set_defaults(fn=cmd_methods)
     j = sub.add_parser("jobs", help="list the job kinds (or one kind's parameters); `kdlab launch` runs any of them")
     j.add_argument("kind", nargs="?", help="show this kind's declared parameters")

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 
 def home() -> Path:
@@ -35,3 +39,33 @@ def file_lock(path: str | os.PathLike) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+    """A stable key of a training configuration (JSON, sorted keys)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def cached_model(root: Path, config: Mapping[str, Any], train: Callable[[], tuple[Any, dict[str, Any]]],
+                 save: Callable[[Any, Path], Any], load: Callable[[Path], Any],
+                 damaged: tuple[type[BaseException], ...] = (ValueError, OSError)) -> tuple[Any, dict[str, Any]]:
+    """The model trained for ``config``, kept in ``root/<config_key>``: loaded, or ``train()``-ed once (under a
+    lock, so two runs needing it train it once) and saved there atomically. A damaged entry (``load`` raising one
+    of ``damaged``) is rebuilt. Returns the model and its meta (``source``: cache | trained)."""
+    key = config_key(config)
+    folder = root / key
+    with file_lock(root / f"{key}.lock"):
+        if (folder / "kdlab_meta.json").is_file():
+            try:
+                meta = json.loads((folder / "kdlab_meta.json").read_text())
+                return load(folder), {**meta, "source": "cache"}
+            except damaged:
+                shutil.rmtree(folder, ignore_errors=True)
+        model, meta = train()
+        tmp = root / f"{key}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        save(model, tmp)
+        (tmp / "kdlab_meta.json").write_text(json.dumps({**meta, "config": dict(config)}, default=str))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    return model, {**meta, "source": "trained"}

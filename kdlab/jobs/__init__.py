@@ -8,6 +8,7 @@
 - ``graph_kd``: the GNN-to-MLP study (GCN teacher, MLP / KD-MLP / FF-G2M-MLP students) on CSBM graphs.
 - ``transfer_rank``: the source zoo ranked for a target task with a label budget, and its weights.
 - ``lm_distill``: a causal LM distilled on a text corpus (``kdlab.text``), per-domain bits per byte.
+- ``diffusion``: a diffusion teacher distilled into a few-step student (``kdlab.diffusion``), quality per step.
 - ``student_choice``: candidate students ranked for a run's teacher without training (DisWOT).
 
 ``kdlab.submit(kind, **params)`` (or ``kdlab.launch({"kind": ..., "params": {...}})``) runs one in the background.
@@ -17,6 +18,7 @@ from __future__ import annotations
 from kdlab.jobs import (  # noqa: F401  (importing a module registers its kind)
     cka,
     condense,
+    diffusion,
     frequency,
     graph_kd,
     lm_distill,

@@ -10,7 +10,6 @@ of one text), ``artifacts/lm_mixture.csv`` (DDK's domain mixture over steps), ``
 """
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from kdlab.errors import ConfigError
+from kdlab.jobs.optional import extra_module
 from kdlab.registry import Param
 from kdlab.runs.job import Job, JobContext, register_job
 
@@ -64,13 +64,7 @@ def _arch(who: str, layers: int, width: int, vocab: int) -> dict[str, Param]:
 
 def _text_module(name: str = "kdlab.text") -> Any:
     """``kdlab.text`` (or a module that needs it), or ConfigError saying how to install the ``text`` extra."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as e:
-        if e.name and e.name.split(".")[0] in ("tokenizers", "transformers", "datasets", "safetensors"):
-            raise ConfigError(f"the lm_distill job needs {e.name!r}: pip install 'kdlab[text]' (Hugging Face "
-                              "transformers, tokenizers and datasets)") from e
-        raise
+    return extra_module(name, "text", "lm_distill")
 
 
 @register_job("lm_distill")

@@ -1,0 +1,213 @@
+"""Diffusion distillation (the ``diffusion`` job): few-step students of diffusion teachers, method by method.
+
+Experiments, each written to ``bench/results/diffusion_<name>.md`` / ``.json`` when it ends:
+
+1. ``toys``   every method on the 2-D toys (eight Gaussians, two moons, swiss roll): the student's sliced
+              Wasserstein distance to held-out data at 1, 2 and 4 steps beside the teacher's (DDIM) at 1, 4 and 50,
+              and the distillation's wall time; mean ± std over seeds 0, 1, 2.
+2. ``digits`` the same on scikit-learn's 8x8 digits: Fréchet distance in kdlab's digits ConvNet features, class
+              accuracy of conditional samples, k-NN precision/recall.
+3. ``mnist``  the methods that reach 4 steps on mnist5k (28x28), Fréchet distance in kdlab's mnist ConvNet features.
+4. ``speed``  samples per second of the 1-step student against the 50-step teacher, same batch, interleaved
+              rounds, medians (students from the runs above).
+5. ``claims`` the issue's targets, checked on the numbers above.
+
+Every run is the job itself in the foreground (``JobContext`` without a store), one at a time. Teachers are trained
+once and cached by the job (the user's kdlab cache); every finished run's numbers are kept in
+bench/out/diffusion/runs/<key>.json, so re-running resumes where it stopped.
+
+    python -m bench.bench_diffusion                  # everything
+    python -m bench.bench_diffusion --only toys,speed
+    python -m bench.bench_diffusion --quick          # a smoke run with tiny settings (bench/out/diffusion/quick/)
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import statistics
+import time
+import traceback
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+
+from bench.common import machine, markdown
+from bench.common import save as save_result
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT_DIR = ROOT / "bench" / "out" / "diffusion"
+TOYS = ("eight_gaussians", "two_moons", "swiss_roll")
+METHODS = ("progressive", "consistency", "dmd2", "sid", "boot", "guidance", "multi_student")
+LABELLED_ONLY = ("guidance", "multi_student")
+#: Per-method settings of these runs (beyond the methods' defaults): progressive ends at 1 step on the toys and
+#: digits (the one-step target), at 4 on mnist (the 4-step target); guidance distils w in [1, 4] at w = 2.
+METHOD_PARAMS: dict[str, dict[str, Any]] = {"progressive": {"start_steps": 64, "target_steps": 1}}
+MNIST_METHODS = {"progressive": {"start_steps": 32, "target_steps": 4}}
+#: The toys are modelled unconditionally (a conditional eight-Gaussians teacher is near its best in one step:
+#: each class is one Gaussian), except by the methods that need labels; images are class-conditional.
+BASE = {"toys": {"steps": 600, "snapshot_every": 300, "conditional": False},
+        "digits": {"steps": 600, "snapshot_every": 300},
+        "mnist": {"steps": 600, "n_eval": 500, "batch_size": 32, "lr": 5e-4, "snapshot_every": 200,
+                  "snapshot_steps": 4}}
+QUICK = {"steps": 20, "teacher_steps": 200, "n_eval": 200, "teacher_eval_steps": [1, 4, 10]}
+
+
+def mean_std(values: list[float]) -> str:
+    vals = [v for v in values if v == v]
+    if not vals:
+        return "–"
+    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    return f"{statistics.mean(vals):.4g} ± {sd:.2g}"
+
+
+class Bench:
+    def __init__(self, seeds: list[int], quick: bool):
+        self.seeds, self.quick = seeds, quick
+        self.runs = OUT_DIR / ("quick" if quick else "") / "runs"
+        self.runs.mkdir(parents=True, exist_ok=True)
+        self.t0 = time.perf_counter()
+
+    def log(self, text: str) -> None:
+        print(f"[{time.perf_counter() - self.t0:7.0f} s] {text}", flush=True)
+
+    def run(self, **params: Any) -> dict[str, Any] | None:
+        """One job run (cached by its parameters): its quality rows and summary, or None when it failed."""
+        from kdlab.runs.job import JobContext, check_kind_params, get_job
+
+        job = get_job("diffusion")
+        params = {**params, **(QUICK if self.quick else {})}
+        key = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+        rec_file = self.runs / f"{key}.json"
+        if rec_file.is_file():
+            return json.loads(rec_file.read_text())
+        label = f"{params['data']} {params['method']} seed {params.get('seed', 0)}"
+        self.log(f"run {label}")
+        run_dir = self.runs / key
+        shutil.rmtree(run_dir, ignore_errors=True)
+        start = time.perf_counter()
+        try:
+            p = job.check(check_kind_params("diffusion", params), None)
+            job.run(JobContext(spec=SimpleNamespace(params=p), run_dir=run_dir))
+        except Exception as e:  # noqa: BLE001 - a failing run is reported, the bench goes on
+            self.log(f"FAILED {label}: {type(e).__name__}: {e}")
+            (self.runs / f"{key}.error.txt").write_text(f"{label}\n{params}\n{traceback.format_exc()}")
+            return None
+        art = job.read(run_dir)
+        rec = {"params": params, "wall_s": time.perf_counter() - start, "run_dir": str(run_dir),
+               "quality": art.quality.to_dict("records"), "summary": art.summary}
+        rec_file.write_text(json.dumps(rec, default=str))
+        shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
+        self.log(f"done {label}: {rec['wall_s']:.0f} s")
+        return rec
+
+    def save(self, name: str, text: str, data: Any) -> None:
+        if self.quick:
+            (OUT_DIR / "quick" / f"diffusion_{name}.md").write_text(f"Machine: {machine()}\n\n{text}\n")
+            print(text, flush=True)
+        else:
+            save_result(f"diffusion_{name}", text, data)
+
+    # ---------------------------------------------------------------------------------------------- tables
+    def method_table(self, datasets: tuple[str, ...], methods: dict[str, dict[str, Any]], base: dict[str, Any],
+                     metric: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Rows data x method: the student at 1/2/4 steps beside the teacher at 1/4/50 (mean ± std over seeds)."""
+        rows, raw = [], {}
+        for data in datasets:
+            for method, mp in methods.items():
+                if method in LABELLED_ONLY and data == "swiss_roll":
+                    continue
+                over = {"conditional": True} if method in LABELLED_ONLY else {}
+                recs = [self.run(data=data, method=method, method_params=mp, seed=s, **{**base, **over})
+                        for s in self.seeds]
+                recs = [r for r in recs if r]
+                if not recs:
+                    continue
+                raw[f"{data}/{method}"] = recs
+                row: dict[str, Any] = {"data": data + (" (conditional)" if over and data != "digits" else ""),
+                                       "method": method}
+                for who, steps in (("student", (1, 2, 4)), ("teacher", (1, 4, 50))):
+                    for k in steps:
+                        vals = [q[metric] for r in recs for q in r["quality"] if q["who"] == who and
+                                q["steps"] == k]
+                        row[f"{who} {k}"] = mean_std(vals)
+                if metric == "fd":
+                    row["student 1 acc"] = mean_std([q["accuracy"] for r in recs for q in r["quality"]
+                                                     if q["who"] == "student" and q["steps"] == 1])
+                row["distill s"] = mean_std([r["summary"]["distill_seconds"] for r in recs])
+                rows.append(row)
+        return rows, raw
+
+
+def speed(bench: Bench, recs: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """Samples/s of a 1-step student vs its 50-step teacher, same noise batch, interleaved, medians of 5."""
+    from kdlab.diffusion import NoiseSchedule, load_denoiser, sample_student, sample_teacher
+    from kdlab.diffusion.teacher import cached_teacher
+
+    rows = []
+    for name, rec in recs.items():
+        data, method = name.split("/")
+        student_dir = Path(rec[0]["run_dir"]) / "student"
+        if not student_dir.is_dir():
+            continue
+        from kdlab.diffusion import load_diffusion_data, teacher_config
+
+        p = rec[0]["params"]
+        d = load_diffusion_data(data)
+        teacher, _ = cached_teacher(d, teacher_config(d, steps=p.get("teacher_steps")))
+        student = load_denoiser(student_dir).eval()
+        n = 256 if d.is_image else 2000
+        z = torch.randn(n, *d.sample_shape, generator=torch.Generator().manual_seed(0))
+        y = torch.arange(n) % d.num_classes if d.num_classes else None
+        times: dict[str, list[float]] = {"student 1 step": [], "teacher 50 steps": []}
+        sch = NoiseSchedule()
+        for _ in range(5):
+            for label in times:
+                t0 = time.perf_counter()
+                if label.startswith("student"):
+                    sample_student(student, sch, z, y, 1)
+                else:
+                    sample_teacher(teacher, z, y, 50)
+                times[label].append(time.perf_counter() - t0)
+        s1, t50 = (n / statistics.median(times[k]) for k in ("student 1 step", "teacher 50 steps"))
+        rows.append({"data": data, "student": method, "batch": n, "student 1-step samples/s": s1,
+                     "teacher 50-step samples/s": t50, "speed-up": s1 / t50})
+    return markdown(rows), rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default="toys,digits,mnist,speed,claims")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: two benches can share 2 cores)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    only = set(args.only.split(","))
+    bench = Bench([int(s) for s in args.seeds.split(",")], args.quick)
+    methods = {m: METHOD_PARAMS.get(m, {}) for m in METHODS}
+    tables: dict[str, Any] = {}
+    for name, datasets, ms, metric in (("toys", TOYS, methods, "swd"), ("digits", ("digits",), methods, "fd"),
+                                       ("mnist", ("mnist5k",), MNIST_METHODS, "fd")):
+        if name in only or "claims" in only or "speed" in only:
+            rows, raw = bench.method_table(datasets, ms, BASE[name], metric)
+            tables[name] = raw
+            if name in only:
+                what = ("Sliced Wasserstein distance (W2) to held-out data" if metric == "swd" else
+                        "Fréchet distance in kdlab's judge-ConvNet features (not the Inception FID)")
+                bench.save(name, f"{what}, lower is better; "
+                           f"student at 1/2/4 steps, teacher (DDIM) at 1/4/50; mean ± std over seeds "
+                           f"{args.seeds}.\n\n{markdown(rows)}", rows)
+    if "speed" in only:
+        picks = {k: v for k, v in {**tables.get("toys", {}), **tables.get("mnist", {})}.items()
+                 if k in ("eight_gaussians/dmd2", "mnist5k/progressive")}
+        text, rows = speed(bench, picks)
+        bench.save("speed", "Samples per second, 1-step student vs 50-step teacher (same batch, interleaved, median "
+                   "of 5)\n\n" + text, rows)
+
+
+if __name__ == "__main__":
+    main()
