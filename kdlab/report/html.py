@@ -66,7 +66,8 @@ ReportSection = Callable[[RunData], "list[tuple[str, str, go.Figure]]"]
 REPORT_SECTIONS: dict[str, ReportSection] = {}
 # Modules whose import registers a section (an analysis issue adds its module here, one line).
 SECTION_MODULES: list[str] = ["kdlab.report.representations", "kdlab.report.transfer", "kdlab.report.frequency",
-                              "kdlab.report.condense", "kdlab.report.text"]
+                              "kdlab.report.condense", "kdlab.report.text",
+                              "kdlab.report.diffusion"]
 
 
 def register_report_section(name: str, section: ReportSection | None = None) -> Any:

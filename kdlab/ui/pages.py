@@ -27,7 +27,8 @@ PAGES: dict[str, Page] = {}
 # Modules whose import registers a page; the dashboard imports them when it is built. An analysis issue
 # adds its own module here (one line) and touches nothing else.
 PAGE_MODULES: list[str] = ["kdlab.ui.dashboard", "kdlab.ui.representations", "kdlab.ui.source_selection",
-                           "kdlab.ui.frequency", "kdlab.ui.distilled_images", "kdlab.ui.language_models"]
+                           "kdlab.ui.frequency", "kdlab.ui.distilled_images", "kdlab.ui.language_models",
+                           "kdlab.ui.diffusion"]
 
 
 def register_page(name: str, builder: Callable[[Any], Any] | None = None, *, order: int = 100,
