@@ -10,8 +10,9 @@ images), ``diffusion_samples.npz`` (``teacher_<k>``, ``student_<k>``, ``labels``
 ``student/`` (config.json + model.safetensors) and ``checkpoint/state.pt`` (the job resumes from it).
 ``read``/``load_diffusion_artifacts`` are the one reader (``DiffusionArtifacts``).
 
-A tiny run (seconds): ``kdlab.submit("diffusion", data="eight_gaussians", teacher_steps=300, steps=50,
-n_eval=300, teacher_eval_steps=[1, 4, 20])``.
+A tiny run (about 10 s on a laptop): ``kdlab.submit("diffusion", data="eight_gaussians", n_train=2000,
+teacher_width=64, teacher_steps=100, steps=6, snapshot_every=3, n_eval=100, teacher_eval_steps=[1, 8],
+student_eval_steps=[1, 2])``.
 """
 from __future__ import annotations
 
