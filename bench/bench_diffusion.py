@@ -207,12 +207,15 @@ def main() -> None:
     ap.add_argument("--only", default="toys,digits,mnist,speed,claims")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--methods", default=",".join(METHODS), help="a subset of the methods (e.g. to split the runs "
+                    "between two processes; finished runs are shared through bench/out/diffusion/runs)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: two benches can share 2 cores)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     only = set(args.only.split(","))
     bench = Bench([int(s) for s in args.seeds.split(",")], args.quick)
-    methods = {m: METHOD_PARAMS.get(m, {}) for m in METHODS}
+    chosen = args.methods.split(",")
+    methods = {m: METHOD_PARAMS.get(m, {}) for m in METHODS if m in chosen}
     tables: dict[str, Any] = {}
     for name, datasets, ms, metric in (("toys", TOYS, methods, "swd"), ("digits", ("digits",), methods, "fd"),
                                        ("mnist", ("mnist5k",), MNIST_METHODS, "fd")):
