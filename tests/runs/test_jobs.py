@@ -111,8 +111,8 @@ def test_reads_never_start_work(store, monkeypatch):
 @pytest.mark.timeout(400)
 def test_condense_job_killed_mid_run_resumes_from_its_newest_snapshot(store):
     spec = {"name": "dm-kill", "task": "condense", "seed": 0, "device": "cpu",
-            "data": {"name": "digits", "params": {"size": 28}},
-            "condense": {"params": {"method": "dm", "ipc": 1, "iterations": 120, "snapshot_every": 10,
+            "data": {"name": "digits", "params": {"size": 16}},
+            "condense": {"params": {"method": "dm", "ipc": 1, "iterations": 80, "snapshot_every": 10,
                                     "batch_real": 32},
                          "evaluation": {"epochs": 5, "n_nets": 1}}}
     h = kdlab.launch(spec, store=store)
@@ -124,5 +124,5 @@ def test_condense_job_killed_mid_run_resumes_from_its_newest_snapshot(store):
     assert h.resume().wait(timeout=300) == "completed", h.record.error
     assert any(f"resuming after iteration {kept[-1]}" in m for m in h.logs()["message"])
     steps = h.metrics(kind="step", keys=["condense/loss"])["step"].tolist()
-    assert steps == list(range(1, 121))  # each iteration's loss once: the rows after the snapshot were replaced
-    assert h.result().x.shape == (10, 1, 28, 28) and h.record.summary["test/acc"] > 0.1
+    assert steps == list(range(1, 81))  # each iteration's loss once: the rows after the snapshot were replaced
+    assert h.result().x.shape == (10, 1, 16, 16) and h.record.summary["test/acc"] > 0.1
