@@ -25,7 +25,7 @@ from kdlab.runs.background import RunHandle
 from kdlab.runs.store import Store
 from kdlab.ui.job_panel import JobPanel
 from kdlab.ui.pages import FinishedRunChoice, register_component_page
-from kdlab.ui.task_widget import TaskWidget, show
+from kdlab.ui.task_widget import LiveTaskWidget
 
 KIND = "diffusion"
 ORDER = ("card", "quality", "table", "grid", "trajectories", "snapshots", "neighbours", "curves", "speed")
@@ -312,21 +312,12 @@ register_component_page("Diffusion", DiffusionPage, "diffusion", order=70,
 
 # ------------------------------------------------------------------------------------------ notebook face
 
-class DiffusionWidget(TaskWidget):
+class DiffusionWidget(LiveTaskWidget):
     """``DiffusionWidget(data="eight_gaussians", method=..., steps=...)`` (any ``diffusion`` parameter): the run as a
     background job, its loss terms drawn live while it trains, then its views (``figures``)."""
 
     kind = KIND
     title = "Distill"
-    LIVE_EVERY_S = 2.0
-
-    def __init__(self, store: Store | str | None = None, **params: Any) -> None:
-        import ipywidgets as w
-
-        super().__init__(store, **params)
-        self.live = w.Output()
-        self.widget.children = (*self.widget.children[:1], self.live, *self.widget.children[1:])
-        self._live_rows, self._live_at = -1, 0.0
 
     def views(self, result: DiffusionArtifacts | None = None, metric: str | None = None) -> dict[str, Any]:
         """The run's views by name (``card``, ``quality``, ``table``, ``grid``, ...), as the page draws them."""
@@ -340,35 +331,10 @@ class DiffusionWidget(TaskWidget):
     def done_message(self, result: DiffusionArtifacts) -> str:
         return "done: " + summary_line(result)
 
-    def update(self) -> bool:
-        ended = super().update()
-        self._draw_live(ended)
-        return ended
+    def live_figure(self, metrics: Any) -> Any:
+        from kdlab.viz.diffusion import diffusion_curves
 
-    def _draw_live(self, ended: bool) -> None:
-        import time
-
-        task = self.task
-        if task is None:
-            return
-        if ended:
-            if self._live_rows != -2:
-                self.live.outputs, self._live_rows = (), -2  # the result's curves replace the live ones
-            return
-        if time.monotonic() - self._live_at < self.LIVE_EVERY_S:
-            return
-        self._live_at = time.monotonic()
-        metrics = task.store.metrics(task.id)
-        rows = int(metrics["key"].astype(str).str.startswith("loss/").sum()) if len(metrics) else 0
-        if rows and rows != self._live_rows:
-            from kdlab.viz.diffusion import diffusion_curves
-
-            self._live_rows = rows
-            show(self.live, [diffusion_curves(metrics, title="Live: loss terms and quality at snapshots")])
-
-    def follow(self, task: Any = None) -> Any:
-        self._live_rows = -1
-        return super().follow(task)
+        return diffusion_curves(metrics, title="Live: loss terms and quality at snapshots")
 
 
 __all__ = ["AnimatedPlotly", "DiffusionPage", "DiffusionWidget", "figures", "find_run", "method_names",

@@ -27,7 +27,7 @@ from kdlab.jobs.lm_distill import LMArtifacts, load_lm_artifacts
 from kdlab.runs.store import Store
 from kdlab.ui.job_panel import JobPanel
 from kdlab.ui.pages import FinishedRunChoice, register_component_page
-from kdlab.ui.task_widget import TaskWidget, show
+from kdlab.ui.task_widget import LiveTaskWidget
 
 KIND = "lm_distill"
 MAX_TOKENS = 512
@@ -306,22 +306,13 @@ register_component_page("Language models", LanguageModelsPage, "language_models"
 
 # ------------------------------------------------------------------------------------------ notebook face
 
-class LanguageModelsWidget(TaskWidget):
+class LanguageModelsWidget(LiveTaskWidget):
     """``LanguageModelsWidget(method="forward_kl", steps=300, ...)`` (any ``lm_distill`` parameter): the run as a
     background job, its loss terms drawn live while it trains, then its views; ``token_view(text)`` draws the
     token view of any text for the finished run."""
 
     kind = KIND
     title = "Distill"
-    LIVE_EVERY_S = 2.0
-
-    def __init__(self, store: Store | str | None = None, **params: Any) -> None:
-        import ipywidgets as w
-
-        super().__init__(store, **params)
-        self.live = w.Output()
-        self.widget.children = (*self.widget.children[:1], self.live, *self.widget.children[1:])
-        self._live_rows, self._live_at = -1, 0.0
 
     def figures(self, result: LMArtifacts) -> list[Any]:
         metrics = self.store.metrics(self.task.id) if self.task is not None else None
@@ -330,35 +321,10 @@ class LanguageModelsWidget(TaskWidget):
     def done_message(self, result: LMArtifacts) -> str:
         return "done: " + summary_line(result)
 
-    def update(self) -> bool:
-        ended = super().update()
-        self._draw_live(ended)
-        return ended
+    def live_figure(self, metrics: Any) -> Any:
+        from kdlab.viz.text import lm_curves
 
-    def _draw_live(self, ended: bool) -> None:
-        import time
-
-        task = self.task
-        if task is None:
-            return
-        if ended:
-            if self._live_rows != -2:
-                self.live.outputs, self._live_rows = (), -2  # the result's curves replace the live ones
-            return
-        if time.monotonic() - self._live_at < self.LIVE_EVERY_S:
-            return
-        self._live_at = time.monotonic()
-        metrics = task.store.metrics(task.id)
-        rows = int(metrics["key"].astype(str).str.startswith("loss/").sum()) if len(metrics) else 0
-        if rows and rows != self._live_rows:
-            from kdlab.viz.text import lm_curves
-
-            self._live_rows = rows
-            show(self.live, [lm_curves(metrics, title="Live: loss terms and validation bits per byte")])
-
-    def follow(self, task: Any = None) -> Any:
-        self._live_rows = -1
-        return super().follow(task)
+        return lm_curves(metrics, title="Live: loss terms and validation bits per byte")
 
     def token_view(self, text: str, max_tokens: int = MAX_TOKENS) -> Any:
         """The token view of ``text`` for the finished run (computed here: tiny models, under a second)."""

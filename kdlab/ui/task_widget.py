@@ -140,3 +140,48 @@ class TaskWidget:
 
     def _repr_mimebundle_(self, **kw: Any) -> Any:
         return self.widget._repr_mimebundle_(**kw)
+
+
+class LiveTaskWidget(TaskWidget):
+    """A ``TaskWidget`` that also draws the job's loss terms while it trains (``live_figure(metrics)``, at most
+    every ``LIVE_EVERY_S`` seconds and only when new ``loss/*`` rows arrived); the result's views replace them."""
+
+    LIVE_EVERY_S = 2.0
+
+    def __init__(self, store: Store | str | None = None, **params: Any) -> None:
+        import ipywidgets as w
+
+        super().__init__(store, **params)
+        self.live = w.Output()
+        self.widget.children = (*self.widget.children[:1], self.live, *self.widget.children[1:])
+        self._live_rows, self._live_at = -1, 0.0
+
+    def live_figure(self, metrics: Any) -> Any:
+        """The live figure of the job's metric rows (a plotly figure)."""
+        raise NotImplementedError
+
+    def update(self) -> bool:
+        ended = super().update()
+        self._draw_live(ended)
+        return ended
+
+    def _draw_live(self, ended: bool) -> None:
+        task = self.task
+        if task is None:
+            return
+        if ended:
+            if self._live_rows != -2:
+                self.live.outputs, self._live_rows = (), -2  # the result's curves replace the live ones
+            return
+        if time.monotonic() - self._live_at < self.LIVE_EVERY_S:
+            return
+        self._live_at = time.monotonic()
+        metrics = task.store.metrics(task.id)
+        rows = int(metrics["key"].astype(str).str.startswith("loss/").sum()) if len(metrics) else 0
+        if rows and rows != self._live_rows:
+            self._live_rows = rows
+            show(self.live, [self.live_figure(metrics)])
+
+    def follow(self, task: Any = None) -> Any:
+        self._live_rows = -1
+        return super().follow(task)

@@ -4,38 +4,16 @@ with one frame per sampling step; the snapshot slider has one step per snapshot)
 another; a full-page screenshot is saved."""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import numpy as np
 import pytest
 from dashboard_helpers import start_server, stop_server
+from diffusion_tiny import tiny_run
 from playwright.sync_api import expect
 from test_figure_overlap import OVERLAPS_JS, TOLERANCE_PX
 
-import kdlab
 from kdlab.jobs.diffusion import load_diffusion_artifacts
 
 pytestmark = pytest.mark.slow
-
-# the tiny run of the diffusion tests (tests/notebooks/test_nb_diffusion.py, tests/ui/test_diffusion_ui.py): the
-# same parameters and store, so one run serves the whole session
-TINY = {"data": "eight_gaussians", "n_train": 2000, "method": "progressive", "teacher_width": 64, "teacher_steps": 100,
-        "steps": 6, "snapshot_every": 3, "n_eval": 100, "batch_size": 64, "teacher_eval_steps": [1, 8],
-        "student_eval_steps": [1, 2]}
-
-
-def tiny_run(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Any]:
-    """The session's tiny ``diffusion`` run: (store folder, its ``RunHandle``), launched by the first test asking
-    (the caller waits for it: here, while the dashboard server starts)."""
-    from kdlab.runs.store import open_store
-    from kdlab.ui.diffusion import find_run
-
-    base = tmp_path_factory.getbasetemp() / "diffusion-tiny"
-    monkeypatch.setenv("KDLAB_CACHE", str(base / "cache"))  # the teacher is trained once, then cached
-    store = open_store(base / "home")
-    return base / "home", find_run(store, **TINY) or kdlab.submit("diffusion", store=store, **TINY)
-
 
 def plot(page, key: str):
     loc = page.locator(f".kdlab-diffusion-{key} .js-plotly-plot").first

@@ -3,37 +3,14 @@ with ``kdlab.submit`` into a store (or, re-executed, the finished run of the sam
 widget, polled, and every view drawn by its Python call."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from diffusion_tiny import TINY, finished_tiny_run
 from nb_helpers import run_notebook
-
-import kdlab
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
-# the tiny run of the diffusion tests (tests/dashboard/test_diffusion_page.py, tests/ui/test_diffusion_ui.py): the
-# same parameters and store, so one run serves the whole session
-TINY = {"data": "eight_gaussians", "n_train": 2000, "method": "progressive", "teacher_width": 64, "teacher_steps": 100,
-        "steps": 6, "snapshot_every": 3, "n_eval": 100, "batch_size": 64, "teacher_eval_steps": [1, 8],
-        "student_eval_steps": [1, 2]}
-
-
-def tiny_run(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
-    """The session's tiny finished ``diffusion`` run: (store folder, run id), launched by the first test asking."""
-    from kdlab.runs.store import open_store
-    from kdlab.ui.diffusion import find_run
-
-    base = tmp_path_factory.getbasetemp() / "diffusion-tiny"
-    monkeypatch.setenv("KDLAB_CACHE", str(base / "cache"))  # the teacher is trained once, then cached
-    store = open_store(base / "home")
-    run = find_run(store, **TINY) or kdlab.submit("diffusion", store=store, **TINY)
-    assert run.wait(timeout=180) == "completed", run.record.error
-    return base / "home", run.id
-
-
 def test_diffusion_notebook_runs(tmp_path, tmp_path_factory, monkeypatch):
-    home, run_id = tiny_run(tmp_path_factory, monkeypatch)
+    home, run_id = finished_tiny_run(tmp_path_factory, monkeypatch)
     res = run_notebook(
         "07_diffusion.ipynb", tmp_path,
         "{'status': run.status, 'run': run.id, 'figures': len(dw.out.outputs), 'live': len(dw.live.outputs), "

@@ -5,11 +5,11 @@ escaped; a running run's loss terms are drawn live from the store; the notebook 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from diffusion_tiny import TINY, finished_tiny_run
 
 from kdlab.jobs.diffusion import (
     NEIGH_FILE,
@@ -24,27 +24,6 @@ from kdlab.runs.background import RunHandle
 from kdlab.ui.diffusion import DiffusionPage, DiffusionWidget, figures, summary_line
 
 EVIL = "<img src=x onerror=alert(1)>"
-# the tiny run of the diffusion tests (tests/dashboard/test_diffusion_page.py, tests/notebooks/test_nb_diffusion.py):
-# the same parameters and store, so one run serves the whole session
-TINY = {"data": "eight_gaussians", "n_train": 2000, "method": "progressive", "teacher_width": 64, "teacher_steps": 100,
-        "steps": 6, "snapshot_every": 3, "n_eval": 100, "batch_size": 64, "teacher_eval_steps": [1, 8],
-        "student_eval_steps": [1, 2]}
-
-
-def tiny_run(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
-    """The session's tiny finished ``diffusion`` run: (store folder, run id), launched by the first test asking."""
-    import kdlab
-    from kdlab.runs.store import open_store
-    from kdlab.ui.diffusion import find_run
-
-    base = tmp_path_factory.getbasetemp() / "diffusion-tiny"
-    monkeypatch.setenv("KDLAB_CACHE", str(base / "cache"))  # the teacher is trained once, then cached
-    store = open_store(base / "home")
-    run = find_run(store, **TINY) or kdlab.submit("diffusion", store=store, **TINY)
-    assert run.wait(timeout=180) == "completed", run.record.error
-    return base / "home", run.id
-
-
 def finished_run(store, image: bool = False, method: str = "progressive") -> str:
     """A completed ``diffusion`` run of ``store`` whose artifacts are written by hand in the job's format."""
     run_id = store.create_run({"kind": "diffusion", "params": {"data": "digits" if image else "eight_gaussians",
@@ -141,7 +120,7 @@ def test_a_real_tiny_run_is_followed_and_drawn(tmp_path_factory, monkeypatch):
     from kdlab.runs.store import open_store
     from kdlab.ui.diffusion import find_run
 
-    home, run_id = tiny_run(tmp_path_factory, monkeypatch)
+    home, run_id = finished_tiny_run(tmp_path_factory, monkeypatch)
     store = open_store(home)
     page = DiffusionPage(store)  # a new session: the run is there, followed and picked, nothing launched
     assert page.run_id == run_id and page.job.task.id == run_id and len(store.jobs("diffusion")) >= 1
