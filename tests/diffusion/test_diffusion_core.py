@@ -23,7 +23,7 @@ from kdlab.diffusion import (
     teacher_config,
     train_denoiser,
 )
-from kdlab.diffusion.schedule import guided_v, student_timesteps
+from kdlab.diffusion.schedule import check_guidance, check_steps, guided_v, student_timesteps
 from kdlab.errors import CheckpointError, ConfigError, ShapeError, UnknownNameError
 
 S = NoiseSchedule()
@@ -59,6 +59,46 @@ def test_the_students_ddim_rule_is_diffusers_ddim_step_for_step():
     assert student_timesteps(1) == [999]
 
 
+def test_one_ddim_step_is_diffusers_ddim_step():
+    net = small_mlp(0)
+    x = torch.randn(16, 2, generator=torch.Generator().manual_seed(2))
+    sch = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction",
+                        timestep_spacing="trailing", clip_sample=False)
+    sch.set_timesteps(4)  # 999 -> 749
+    v = net(x, torch.full((16,), 999.0))
+    assert torch.allclose(S.ddim_step(x, v, 999, 749), sch.step(v, 999, x).prev_sample, atol=1e-5)
+
+
+class GaussianOracle(torch.nn.Module):
+    """The exact denoiser of data ~ N(0, sd^2 I): E[x0 | x_t] = a sd^2 x_t / (a^2 sd^2 + s^2), as a v-prediction."""
+
+    num_classes = 0
+
+    def __init__(self, sd: float):
+        super().__init__()
+        self.sd = sd
+
+    def forward(self, x, t, y=None):
+        a, s = S.alpha(t, x), S.sigma(t, x)
+        return S.v_from_x0(x, a * self.sd**2 * x / (a * a * self.sd**2 + s * s), t)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm", "euler", "dpm"])
+def test_every_sampler_turns_noise_into_the_data_with_the_exact_denoiser(sampler):
+    # data N(0, 2^2): beyond [-1, 1], so a sampler that clipped x0 or mis-scaled its start noise would show
+    z = torch.randn(4000, 1, generator=torch.Generator().manual_seed(0))
+    out = sample_teacher(GaussianOracle(2.0), z, steps=50, sampler=sampler, generator=torch.Generator().manual_seed(1))
+    assert out.trajectory is None and float(out.x.std()) == pytest.approx(2.0, rel=0.05)
+    assert abs(float(out.x.mean())) < 0.15
+
+
+def test_the_ddpm_sampler_draws_its_noise_from_the_given_generator():
+    net, z = small_mlp(0), torch.randn(8, 2)
+    runs = [sample_teacher(net, z, steps=3, sampler="ddpm", generator=torch.Generator().manual_seed(s)).x
+            for s in (5, 5, 6)]
+    assert torch.equal(runs[0], runs[1]) and not torch.allclose(runs[0], runs[2])
+
+
 def test_renoise_sampling_uses_fresh_noise_and_one_step_kinds_agree():
     net = small_mlp(0)
     z = torch.randn(16, 2, generator=torch.Generator().manual_seed(1))
@@ -85,7 +125,7 @@ def test_guidance_interpolates_between_the_unconditional_and_conditional_predict
     net = small_mlp(8)
     x, t, y = torch.randn(8, 2), torch.full((8,), 500.0), torch.arange(8)
     cond, uncond = net(x, t, y), net(x, t, None)
-    assert torch.allclose(guided_v(net, x, t, y, 1.0), cond)
+    assert torch.allclose(guided_v(net, x, t, y, 1.0), cond) and torch.equal(guided_v(net, x, t, y), cond)
     assert torch.allclose(guided_v(net, x, t, y, 0.0), uncond, atol=1e-6)
     assert torch.allclose(guided_v(net, x, t, y, 3.0), uncond + 3 * (cond - uncond), atol=1e-5)
 
@@ -100,6 +140,13 @@ def test_bad_steps_guidance_and_sampler_are_refused_with_the_valid_choices():
         sample_teacher(net, torch.randn(2, 2), steps=2, sampler="heunn")
     with pytest.raises(ConfigError, match="renoise"):
         sample_student(net, S, torch.randn(2, 2), kind="ode")
+    # the bounds themselves are valid, and the checks return the value
+    assert check_steps(1000) == 1000 and check_steps(1) == 1
+    with pytest.raises(ConfigError, match="steps"):
+        check_steps(1001)
+    assert check_guidance(0) == 0.0 and check_guidance(20) == 20.0 and isinstance(check_guidance(2), float)
+    with pytest.raises(ConfigError, match="guidance"):
+        check_guidance(20.5)
 
 
 def test_denoisers_keep_the_sample_shape_and_round_trip_through_their_files(tmp_path):

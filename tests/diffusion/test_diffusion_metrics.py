@@ -9,6 +9,7 @@ import torch
 
 from kdlab.diffusion import judge as J
 from kdlab.diffusion import metrics as M
+from kdlab.errors import ConfigError, ShapeError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -74,6 +75,32 @@ def test_sliced_wasserstein_zero_shift_and_order():
         5 / math.sqrt(2), rel=0.03)
 
 
+def _w2_by_replication(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Exact 1-D W2 of two empirical sets of sizes n and m: each point repeated m (resp. n) times, then sorted
+    and paired (uniform measures of equal size: the sorted pairing is optimal)."""
+    ra, rb = a.repeat_interleave(len(b)).sort().values, b.repeat_interleave(len(a)).sort().values
+    return float(((ra - rb) ** 2).mean().sqrt())
+
+
+def test_sliced_wasserstein_of_unequal_sizes_is_the_exact_w2():
+    g = _gen(6)
+    a, b = torch.randn(6, generator=g, dtype=torch.float64), torch.randn(4, generator=g, dtype=torch.float64) + 0.7
+    want = _w2_by_replication(a, b)  # 1-D data: every projection is +-1, so SW2 = W2
+    assert M.sliced_wasserstein(a, b, n_projections=7) == pytest.approx(want, rel=1e-12)
+    assert M.sliced_wasserstein(b[:3], a[:5], n_projections=1) == pytest.approx(_w2_by_replication(b[:3], a[:5]),
+                                                                              rel=1e-12)
+    one = M.sliced_wasserstein(a[:1], b[:1], n_projections=3)  # single points: |a - b|
+    assert one == pytest.approx(float((a[0] - b[0]).abs()), rel=1e-12)
+    # in 2-D, unequal sizes agree with the equal-size path on the replicated sets (same seeded directions)
+    a2, b2 = torch.randn(6, 2, generator=g, dtype=torch.float64), torch.randn(4, 2, generator=g, dtype=torch.float64)
+    assert M.sliced_wasserstein(a2, b2) == pytest.approx(
+        M.sliced_wasserstein(a2.repeat_interleave(4, 0), b2.repeat_interleave(6, 0)), rel=1e-12)
+    with pytest.raises(ShapeError, match="scalar"):
+        M.sliced_wasserstein(torch.tensor(1.0), b)
+    with pytest.raises(ShapeError, match="empty"):
+        M.sliced_wasserstein(a[:0], b)
+
+
 # ---------------------------------------------------------------------------------------------------------- MMD
 def _naive_mmd(a: torch.Tensor, b: torch.Tensor, bw) -> float:
     def k(x, y):
@@ -92,7 +119,8 @@ def test_mmd_is_the_unbiased_estimator():
     assert M.mmd(a, b, bandwidths=[0.5, 2.0]) == pytest.approx(_naive_mmd(a, b, [0.5, 2.0]), rel=1e-9)
     pooled = torch.cat([a, b])
     med = float(np.median(torch.pdist(pooled).numpy()))  # default: multiples of the pooled median distance
-    assert M.mmd(a, b) == pytest.approx(_naive_mmd(a, b, [f * med for f in M.MMD_BANDWIDTH_FACTORS]), rel=1e-9)
+    documented = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)  # the docstring's 1/8 ... 4 times the median
+    assert M.mmd(a, b) == pytest.approx(_naive_mmd(a, b, [f * med for f in documented]), rel=1e-9)
 
 
 def test_mmd_near_zero_for_same_distribution_positive_for_shift():
@@ -102,6 +130,68 @@ def test_mmd_near_zero_for_same_distribution_positive_for_shift():
     same, shifted = M.mmd(a, b), M.mmd(a, b + 1.0)
     assert abs(same) < 3e-3
     assert shifted > 0.1
+
+
+def _naive_precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int) -> tuple[float, float]:
+    """Kynkaanniemi et al.'s definition written out with full distance matrices (column 0 of a sorted row of
+    a set's own distances is the point itself)."""
+    def inside(query, ref):
+        radius = torch.cdist(ref, ref).sort(1).values[:, k]
+        return (torch.cdist(query, ref) <= radius[None, :]).any(1).double().mean()
+    return float(inside(fake, real)), float(inside(real, fake))
+
+
+def test_chunked_metrics_equal_their_one_block_values_and_the_definitions(monkeypatch):
+    g = _gen(7)
+    a = torch.randn(37, 3, generator=g, dtype=torch.float64)
+    b = torch.randn(23, 3, generator=g, dtype=torch.float64) * 1.8 + 1.0  # partly overlapping: no metric at 0 or 1
+    labels = (a[:, 0] > 0).long() + 2 * (a[:, 1] > 0).long()
+    centers = torch.randn(4, 3, generator=g, dtype=torch.float64)
+
+    def everything():
+        return (M.sliced_wasserstein(a, b, n_projections=9), M.mmd(a, b), M.mmd(a, b, bandwidths=[0.3, 1.1]),
+                *M.knn_precision_recall(a, b, k=1), *M.knn_precision_recall(b, a, k=2),
+                M.mode_coverage(b, a, labels), M.mode_quality(b, centers, 0.5))
+
+    whole = everything()
+    assert whole[3:5] == pytest.approx(_naive_precision_recall(a, b, 1), abs=1e-12)
+    assert whole[5:7] == pytest.approx(_naive_precision_recall(b, a, 2), abs=1e-12)
+    assert all(0 < v < 1 for v in (*whole[3:5], *whole[6:]))  # strictly between: a dropped row would show
+    monkeypatch.setattr(M, "_BLOCK", 64)  # one row (or one projection) per chunk: every chunk offset is exercised
+    chunked = everything()
+    for got, want in zip(chunked, whole, strict=True):
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-12)
+
+
+def test_each_metric_takes_its_smallest_valid_input_and_refuses_the_next_smaller():
+    g = _gen(8)
+    two_a, two_b = torch.randn(2, 3, generator=g, dtype=torch.float64), torch.randn(2, 3, generator=g,
+                                                                                   dtype=torch.float64)
+    for fn in (M.mmd, M.frechet_distance):  # two points per set: the fewest with a spread
+        assert math.isfinite(fn(two_a, two_b)) and math.isfinite(fn(two_b, two_a))
+        for small in ((two_a[:1], two_b), (two_a, two_b[:1])):
+            with pytest.raises(ShapeError, match="at least 2"):
+                fn(*small)
+    assert math.isfinite(M.mmd(two_a, two_b, bandwidths=[1e-3]))
+    for bad in ([0.0], [1.0, -1.0], []):
+        with pytest.raises(ConfigError, match="bandwidths"):
+            M.mmd(two_a, two_b, bandwidths=bad)
+    a, b = torch.randn(5, 2, generator=g, dtype=torch.float64), torch.randn(4, 2, generator=g, dtype=torch.float64)
+    for k in (1, 3):  # k in 1 .. min(n) - 1
+        assert all(0 <= v <= 1 for v in M.knn_precision_recall(a, b, k=k) + M.knn_precision_recall(b, a, k=k))
+    for k in (0, 4):
+        with pytest.raises(ConfigError, match="1..3"):
+            M.knn_precision_recall(a, b, k=k)
+    lab = torch.tensor([0, 0, 1, 1, 1])
+    assert M.mode_coverage(b, a, lab, min_share=1e-9) == 1.0  # any sample of a mode covers it
+    assert M.mode_quality(b, a, std=1e-9, n_std=1e-9) == 0.0 and M.mode_quality(a, a, std=1.0) == 1.0
+    on_edge = torch.tensor([[3.0, 4.0], [0.0, 6.0]], dtype=torch.float64)  # 5 and 6 from the origin
+    assert M.mode_quality(on_edge, torch.zeros(1, 2, dtype=torch.float64), std=2.5, n_std=2.0) == 0.5  # <= 5
+    for kw in ({"std": 0.0}, {"std": 1.0, "n_std": 0.0}):
+        with pytest.raises(ConfigError, match="must be > 0"):
+            M.mode_quality(b, a, **kw)
+    with pytest.raises(ConfigError, match="min_share"):
+        M.mode_coverage(b, a, lab, min_share=0.0)
 
 
 # ----------------------------------------------------------------------------------------------------- coverage
