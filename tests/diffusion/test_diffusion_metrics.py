@@ -194,6 +194,26 @@ def test_each_metric_takes_its_smallest_valid_input_and_refuses_the_next_smaller
         M.mode_coverage(b, a, lab, min_share=0.0)
 
 
+def test_boundaries_count_as_inside_and_small_or_degenerate_scales_keep_their_bandwidths():
+    # precision: a fake point exactly at a real point's k-th neighbour distance is inside its ball
+    real = torch.tensor([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]], dtype=torch.float64)  # 1-NN radii 1, 1, 2
+    fake = torch.tensor([[0.0, 1.0], [10.0, 10.0]], dtype=torch.float64)
+    assert M.knn_precision_recall(real, fake, k=1)[0] == 0.5
+    # coverage: a mode that gets exactly min_share times its reference share is covered
+    ref = torch.tensor([[0.0, 0.0]] * 4 + [[5.0, 0.0]] * 4, dtype=torch.float64)
+    lab = torch.tensor([0] * 4 + [1] * 4)
+    samples = torch.tensor([[0.1, 0.0]] * 3 + [[5.1, 0.0]], dtype=torch.float64)  # mode 1 gets 1/4 = 0.5 * 1/2
+    assert M.mode_coverage(samples, ref, lab, min_share=0.5) == 1.0
+    # the default bandwidths follow the median distance also below 1, and identical points give 0
+    g = _gen(9)
+    a, b = (torch.randn(21, 2, generator=g, dtype=torch.float64) * 0.05 for _ in range(2))  # 861 pairs: odd
+    med = float(np.median(torch.pdist(torch.cat([a, b])).numpy()))
+    assert med < 0.5 and M.mmd(a, b) == pytest.approx(_naive_mmd(a, b, [f * med for f in (0.125, 0.25, 0.5, 1.0,
+                                                                                          2.0, 4.0)]), rel=1e-9)
+    same = torch.ones(5, 2, dtype=torch.float64)
+    assert M.mmd(same, same) == pytest.approx(0.0, abs=1e-12)
+
+
 # ----------------------------------------------------------------------------------------------------- coverage
 def test_mode_coverage():
     ref, lab, centers = _eight_gaussians(50)
