@@ -85,3 +85,9 @@ def kd_setup(teacher_epochs: int) -> tuple[Any, Any, Any, Any, Callable[..., Any
     teacher = create("convnet", 10, train.in_shape, width=32, depth=3)
     fit(None, teacher, teacher_epochs)
     return train, val, test, teacher, lambda student, epochs, **o: fit(teacher, student, epochs, **o)
+
+
+def mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
+    """'mean ± std' of ``values`` times ``scale`` (100: fractions as percent points); std 0 for one value."""
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{scale * statistics.mean(values):.{digits}f} ± {scale * sd:.{digits}f}"

@@ -29,7 +29,7 @@ REWORKED = ("kdlab.runs", "kdlab.jobs", "kdlab.ui")
 # ------------------------------------------------------------------------------------------- the rules
 ROOT = Path(__file__).resolve().parents[1] / "kdlab"
 SCIENCE = ("kdlab.data", "kdlab.models", "kdlab.distill", "kdlab.analysis", "kdlab.condense", "kdlab.transfer",
-           "kdlab.text", "kdlab.diffusion")
+           "kdlab.text", "kdlab.diffusion", "kdlab.shift")
 SCIENCE_MAY_NOT_IMPORT = ("kdlab.ui", "kdlab.viz", "kdlab.report", "kdlab.runs", "kdlab.jobs", "kdlab.cli")
 SCIENCE_THIRD_PARTY_BANNED = ("panel", "ipywidgets", "plotly", "bokeh")
 FACADE = "kdlab"

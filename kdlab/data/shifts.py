@@ -182,6 +182,19 @@ def edge(data: ArrayDataset, severity: float, rng: torch.Generator, seed: int) -
     return _replace(data, ((1.0 - severity) * data.x + severity * mag).clamp_(0.0, 1.0))
 
 
+@register_shift("zoom", "content scaled about the centre by 1 - 0.5 * severity (1: half size, black border)")
+def zoom(data: ArrayDataset, severity: float, rng: torch.Generator, seed: int) -> ArrayDataset:
+    """Shrink every image's content towards its centre: the same objects at a smaller size in the frame."""
+    if severity == 0:
+        return data
+    n = len(data)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / (1.0 - 0.5 * severity)  # output -> input: sample further out
+    grid = F.affine_grid(theta, list(data.x.shape), align_corners=False)
+    x = F.grid_sample(data.x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return _replace(data, x.clamp_(0.0, 1.0))
+
+
 # ----------------------------------------------------------------------------------------- label shifts
 
 def _class_list(value: Any, k: int, where: str) -> list[int]:

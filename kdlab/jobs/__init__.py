@@ -9,6 +9,8 @@
 - ``transfer_rank``: the source zoo ranked for a target task with a label budget, and its weights.
 - ``lm_distill``: a causal LM distilled on a text corpus (``kdlab.text``), per-domain bits per byte.
 - ``diffusion``: a diffusion teacher distilled into a few-step student (``kdlab.diffusion``), quality per step.
+- ``shift``: studies of distillation under distribution shift (``kdlab.shift``): the 8-target benchmark,
+  Meta-DMoE, pair gains of complementary transfer, source-free adaptation, KD3, HARD.
 - ``student_choice``: candidate students ranked for a run's teacher without training (DisWOT).
 
 ``kdlab.submit(kind, **params)`` (or ``kdlab.launch({"kind": ..., "params": {...}})``) runs one in the background.
@@ -23,6 +25,7 @@ from kdlab.jobs import (  # noqa: F401  (importing a module registers its kind)
     graph_kd,
     lm_distill,
     neighbours,
+    shift,
     student_choice,
     train,
     transfer_rank,

@@ -18,7 +18,7 @@ from kdlab.data import DATASETS
 from kdlab.errors import unknown
 from kdlab.registry import Param
 from kdlab.runs.job import Job, JobContext, register_job
-from kdlab.transfer import BUILTIN_SOURCES, METRICS, SourceZoo, make_target, rank_sources, source_weights
+from kdlab.transfer import BUILTIN_SOURCES, METRICS, SourceDef, SourceZoo, make_target, rank_sources, source_weights
 
 
 def target_of(params: Mapping[str, Any]) -> Any:
@@ -27,13 +27,23 @@ def target_of(params: Mapping[str, Any]) -> Any:
     return make_target(params["target"], params["labels_per_class"], params["seed"], **extra)
 
 
-def zoo_of(params: Mapping[str, Any]) -> SourceZoo:
-    """The source zoo the parameters name (its built-in sources are trained once per setting and cached)."""
-    wanted = list(params["sources"])
+#: How the built-in sources of a job's zoo are trained (shared by the jobs that use the zoo).
+ZOO_PARAMS = {
+    "zoo_width": Param(16, "width of the built-in sources' ConvNet", int, 1, 512),
+    "zoo_depth": Param(3, "depth of the built-in sources' ConvNet", int, 1, 8),
+    "zoo_epochs": Param(3, "epochs the built-in sources are trained", int, 1, 500),
+    "zoo_n_train": Param(None, "training images per source (empty: all of mnist5k's)", int, 10, None),
+    "zoo_root": Param(None, "folder of the zoo (empty: the cache folder of this setting)", str),
+}
+
+
+def zoo_of(params: Mapping[str, Any], defs: Sequence[SourceDef] = BUILTIN_SOURCES) -> SourceZoo:
+    """The source zoo the parameters name, from ``defs`` (its sources are trained once per setting and cached)."""
+    wanted = list(params.get("sources") or [])
     return SourceZoo(root=params["zoo_root"], arch_params={"width": params["zoo_width"], "depth": params["zoo_depth"],
                                                            "norm": "batchnorm"},
                      epochs=params["zoo_epochs"], n_train=params["zoo_n_train"],
-                     sources=[d for d in BUILTIN_SOURCES if not wanted or d.name in wanted])
+                     sources=[d for d in defs if not wanted or d.name in wanted])
 
 
 @register_job("transfer_rank")
@@ -48,11 +58,7 @@ class TransferRankJob(Job):
         "metric": Param("linear_probe", "the metric that weights the sources", str, choices=tuple(METRICS)),
         "temperature": Param(0.5, "of the weights: small -> nearest only, large -> uniform", float, 0.01, 100.0),
         "sources": Param([], "names of the built-in sources to rank (empty: all)", list),
-        "zoo_width": Param(16, "width of the built-in sources' ConvNet", int, 1, 512),
-        "zoo_depth": Param(3, "depth of the built-in sources' ConvNet", int, 1, 8),
-        "zoo_epochs": Param(3, "epochs the built-in sources are trained", int, 1, 500),
-        "zoo_n_train": Param(None, "training images per source (empty: all of mnist5k's)", int, 10, None),
-        "zoo_root": Param(None, "folder of the zoo (empty: the cache folder of this setting)", str),
+        **ZOO_PARAMS,
     }
 
     def check(self, params: Mapping[str, Any], store: Any) -> dict[str, Any]:

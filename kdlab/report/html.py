@@ -65,8 +65,8 @@ def _history_has_data(run: RunData) -> bool:
 ReportSection = Callable[[RunData], "list[tuple[str, str, go.Figure]]"]
 REPORT_SECTIONS: dict[str, ReportSection] = {}
 # Modules whose import registers a section (an analysis issue adds its module here, one line).
-SECTION_MODULES: list[str] = ["kdlab.report.representations", "kdlab.report.transfer", "kdlab.report.frequency",
-                              "kdlab.report.condense", "kdlab.report.text",
+SECTION_MODULES: list[str] = ["kdlab.report.representations", "kdlab.report.transfer", "kdlab.report.shift",
+                              "kdlab.report.frequency", "kdlab.report.condense", "kdlab.report.text",
                               "kdlab.report.diffusion"]
 
 

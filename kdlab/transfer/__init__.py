@@ -25,11 +25,11 @@ from kdlab.transfer.selection import (
     source_weights,
 )
 from kdlab.transfer.teachers import SourceEnsemble, SourceTeacher, extract, fit_head, fit_teacher
-from kdlab.transfer.zoo import BUILTIN_SOURCES, SourceCard, SourceDef, SourceZoo
+from kdlab.transfer.zoo import BUILTIN_SOURCES, WIDE_SOURCES, SourceCard, SourceDef, SourceZoo
 
 __all__ = [
     "BUILTIN_SOURCES", "METHODS", "METRICS", "SourceCard", "SourceDef", "SourceEnsemble", "SourceFeatures",
-    "SourceTeacher", "SourceZoo", "Target", "best_source", "extract", "fit_head", "fit_teacher", "fit_teachers",
-    "gbc", "hscore", "knn_accuracy", "leep", "linear_probe", "logme", "make_target", "nce", "rank_sources",
-    "run_method", "source_features", "source_weights", "transrate",
+    "SourceTeacher", "SourceZoo", "Target", "WIDE_SOURCES", "best_source", "extract", "fit_head", "fit_teacher",
+    "fit_teachers", "gbc", "hscore", "knn_accuracy", "leep", "linear_probe", "logme", "make_target", "nce",
+    "rank_sources", "run_method", "source_features", "source_weights", "transrate",
 ]

@@ -31,6 +31,7 @@ from kdlab.transfer.zoo import SourceZoo
 from kdlab.transfer.zoo_model import build as build_zoo_model
 
 METHODS = ("scratch", "finetune", "fixmatch", "uniform", "nearest", "weighted")
+SEMI_SUPERVISED = ("fixmatch", "uniform", "nearest", "weighted")
 
 
 @dataclass
@@ -76,6 +77,9 @@ def run_method(method: str, zoo: SourceZoo, target: Target, scores: pd.DataFrame
     """Train one method's student on ``target``; returns its test/val accuracy, sources, weights, time."""
     if method not in METHODS and not method.startswith("single:"):
         raise ConfigError(f"method: {method!r} is not one of {', '.join(METHODS)} or 'single:<source>'")
+    if (method in SEMI_SUPERVISED or method.startswith("single:")) and len(target.unlabelled) == 0:
+        raise ConfigError(f"target {target.name!r}: the unlabelled pool is empty; method {method!r} learns from "
+                          f"unlabelled images ({', '.join(SEMI_SUPERVISED)} do; scratch and finetune do not)")
     needs_scores = method in ("finetune", "nearest", "weighted")
     if needs_scores and (scores is None or metric not in scores.columns):
         raise ConfigError(f"scores: method {method!r} needs rank_sources scores with column {metric!r}")

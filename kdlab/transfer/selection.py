@@ -90,7 +90,8 @@ def rank_sources(zoo: SourceZoo, target: ArrayDataset, metrics: Sequence[str] = 
 
 def source_weights(scores: pd.Series | pd.DataFrame, temperature: float = 1.0,
                    metric: str | None = None) -> pd.Series:
-    """Relevance weights softmax(zscore(s) / temperature) over sources (sum to 1).
+    """Relevance weights softmax(zscore(s) / temperature) over sources (sum to 1); a source whose score is not
+    finite (the metric failed on it) gets weight 0 and the others share the weight.
 
     Scores are standardised across sources first, so ``temperature`` means the same for every metric:
     small values approach DistillNearest (all weight on the best source), large ones uniform weights.
@@ -101,14 +102,16 @@ def source_weights(scores: pd.Series | pd.DataFrame, temperature: float = 1.0,
             raise ConfigError(f"metric: {metric!r} is not a column of the scores; valid: {list(scores.columns)}")
         scores = scores[metric]
     s = pd.to_numeric(scores, errors="coerce").astype(float)
-    if s.empty or not np.isfinite(s.to_numpy()).all():
-        raise ConfigError("scores: need finite scores for at least one source")
+    finite = np.isfinite(s.to_numpy())
+    if not finite.any():
+        raise ConfigError("scores: need a finite score for at least one source")
     if not temperature > 0:
         raise ConfigError(f"temperature: must be > 0, got {temperature!r}")
-    sd = float(s.std(ddof=0))
-    z = (s - s.mean()) / sd if sd > 0 else s * 0.0
+    ok = s[finite]  # a metric that failed on a source (NaN, or LogME's -inf on separable few-shot data): weight 0
+    sd = float(ok.std(ddof=0))
+    z = (ok - ok.mean()) / sd if sd > 0 else ok * 0.0
     e = np.exp((z - z.max()) / temperature)
-    return (e / e.sum()).rename("weight")
+    return (e / e.sum()).reindex(s.index, fill_value=0.0).rename("weight")
 
 
 def best_source(scores: pd.DataFrame | pd.Series, metric: str | None = None) -> str:

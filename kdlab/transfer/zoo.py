@@ -8,11 +8,13 @@ with a card: data, task, architecture, accuracy on its own test split. Users add
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,6 +46,7 @@ class SourceDef:
     shifts: tuple = ()
     task: str = "10 digits"
     dataset: str = "mnist5k"
+    n_train: int | None = None  # fewer training images than the zoo's setting: a weaker source
 
 
 BUILTIN_SOURCES: tuple[SourceDef, ...] = (
@@ -56,6 +59,17 @@ BUILTIN_SOURCES: tuple[SourceDef, ...] = (
     SourceDef("mnist_rot_invert", (("rotate", 0.5), ("invert", 1.0))),
     SourceDef("mnist_parity", (("relabel", 0.5, {"mode": "parity"}),), "parity (even/odd)"),
     SourceDef("mnist_0to4", (("subset", 0.0, {"classes": [0, 1, 2, 3, 4]}),), "digits 0-4"),
+)
+#: The wider zoo of the shift benchmark: the built-in sources plus combined shifts, another size, a two-class task
+#: and sources trained on few images, so that which source a target distils from matters.
+WIDE_SOURCES: tuple[SourceDef, ...] = (
+    *BUILTIN_SOURCES,
+    SourceDef("mnist_blur_noise", (("blur", 0.8), ("noise", 0.5))),
+    SourceDef("mnist_edge_invert", (("edge", 1.0), ("invert", 1.0))),
+    SourceDef("mnist_small", (("zoom", 0.8),)),
+    SourceDef("mnist_0or1", (("subset", 0.0, {"classes": [0, 1]}),), "0 vs 1"),
+    SourceDef("mnist_few", (), "10 digits, 100 images", n_train=100),
+    SourceDef("mnist_invert_few", (("invert", 1.0),), "10 digits, inverted, 100 images", n_train=100),
 )
 
 
@@ -75,6 +89,15 @@ class SourceCard:
     train_time_s: float = 0.0
     layer: str = ""
     user: bool = False
+
+
+def trainable_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` with every parameter trainable, in train mode: the zoo's models are shared and
+    frozen (teachers wrap them), so whatever adapts or fine-tunes one trains its own copy."""
+    out = copy.deepcopy(model)
+    for p in out.parameters():
+        p.requires_grad_(True)
+    return out.train()
 
 
 class SourceZoo:
@@ -99,7 +122,11 @@ class SourceZoo:
         self._models: dict[str, nn.Module] = {}
         self._cards: dict[str, SourceCard] = {}
         for path in sorted(self.root.glob("*.json")):  # user sources saved earlier
-            card = SourceCard(**json.loads(path.read_text()))
+            try:
+                card = SourceCard(**json.loads(path.read_text()))
+            except (ValueError, TypeError) as e:  # one unreadable card does not hide the rest of the zoo
+                warnings.warn(f"source card {path} is unreadable ({type(e).__name__}: {e}); skipped", stacklevel=2)
+                continue
             if card.user:
                 self._cards[card.name] = card
 
@@ -152,15 +179,23 @@ class SourceZoo:
                 card = SourceCard(**json.loads(state["card"]))
                 model = create(card.architecture, card.classes, tuple(card.in_shape), **card.params)
                 model.load_state_dict(state["model"])
-            except (CheckpointError, RuntimeError, KeyError, TypeError):
-                path.unlink(missing_ok=True)  # a broken entry is rebuilt
+            except (CheckpointError, RuntimeError, KeyError, TypeError, ValueError) as e:
+                if name not in self.defs:  # the user's own model: never deleted, the error says what to do
+                    raise CheckpointError(
+                        f"sources: the checkpoint of user source {name!r} ({path}) does not load "
+                        f"({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}); nothing was changed. "
+                        f"Re-add it with zoo.add(...), remove it with zoo.remove({name!r}), or pass sources "
+                        "without it") from e
+                warnings.warn(f"source {name!r}: cached checkpoint {path} does not load ({type(e).__name__}); "
+                              "retraining it", stacklevel=2)
+                path.unlink(missing_ok=True)  # a built-in entry is rebuilt from its definition
                 return self.load(name)
         elif name in self.defs:
             model, card = self._train(self.defs[name])
             self._save(model, card)
         else:
             raise ConfigError(f"sources: user source {name!r} was not saved and is not in this session")
-        model.eval()
+        model.eval().requires_grad_(False)  # shared and frozen: trainers take ``trainable_copy(model)``
         self._models[name], self._cards[name] = model, card
         return model
 
@@ -195,10 +230,22 @@ class SourceZoo:
             self._save(model, card)
         return card
 
+    def remove(self, name: str) -> None:
+        """Forget user source ``name`` and delete its saved files (built-in sources cannot be removed)."""
+        if name in self.defs:
+            raise ConfigError(f"name: {name!r} is a built-in source; it cannot be removed")
+        if name not in self._cards:
+            raise unknown("user source", name, [n for n in self._cards if n not in self.defs], where="name")
+        self._cards.pop(name)
+        self._models.pop(name, None)
+        for suffix in (".pt", ".json"):
+            (self.root / f"{name}{suffix}").unlink(missing_ok=True)
+
     # -- internals -------------------------------------------------------------------------------
     def splits(self, d: SourceDef) -> tuple[ArrayDataset, ArrayDataset, ArrayDataset]:
         """The train/val/test splits of a built-in source's domain and task."""
-        extra = {"n_train": self.n_train} if self.n_train else {}
+        n_train = d.n_train or self.n_train
+        extra = {"n_train": n_train} if n_train else {}
 
         def get(split: str) -> ArrayDataset:
             data = load(d.dataset, split=split, seed=self.seed, **(extra if split == "train" else {}))

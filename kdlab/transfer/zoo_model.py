@@ -16,7 +16,7 @@ from torch import nn
 from kdlab.errors import ConfigError
 from kdlab.models import external
 from kdlab.transfer.teachers import SourceEnsemble, SourceTeacher
-from kdlab.transfer.zoo import SourceZoo
+from kdlab.transfer.zoo import WIDE_SOURCES, SourceZoo
 
 PREFIX = "zoo"
 ALLOWED = ("finetune", "weights", "root", "layer")
@@ -28,7 +28,7 @@ def build(name: str, inner: str, num_classes: int, in_shape: tuple[int, int, int
     bad = sorted(set(params) - set(ALLOWED))
     if bad:
         raise ConfigError(f"model {name!r} params: unknown {bad}; valid: {', '.join(ALLOWED)}")
-    zoo = SourceZoo(root=params.get("root"))
+    zoo = SourceZoo(root=params.get("root"), sources=WIDE_SOURCES)  # any built-in source, the wide zoo's too
     names = zoo.check(inner.split("+"))
     members = [SourceTeacher(copy.deepcopy(zoo.load(n)), num_classes, in_shape, params.get("layer"),
                              finetune=bool(params.get("finetune", False))) for n in names]

@@ -140,7 +140,7 @@ class JobPanel:
             if isinstance(obj, pd.DataFrame):
                 pane.value = obj
             else:
-                pane.object = obj
+                pane.object, pane.height = obj, self._height(key, obj)
             pane.visible = True
         for key, pane in self.panes.items():
             pane.visible = key in drawn
@@ -154,8 +154,12 @@ class JobPanel:
         if isinstance(obj, pd.DataFrame):
             return pn.widgets.Tabulator(obj, show_index=False, disabled=True, sizing_mode="stretch_width",
                                         css_classes=css)
-        return pn.pane.Plotly(obj, sizing_mode="stretch_width", height=self.heights.get(key, PLOT_HEIGHT),
+        return pn.pane.Plotly(obj, sizing_mode="stretch_width", height=self._height(key, obj),
                               config={"displaylogo": False}, css_classes=css)
+
+    def _height(self, key: str, fig: Any) -> int:
+        """The pane height of figure ``key``: the page's choice, else the height the figure asks for."""
+        return int(self.heights.get(key) or getattr(fig.layout, "height", None) or PLOT_HEIGHT)
 
     def panel(self, *head: Any) -> pn.viewable.Viewable:
         """The panel's face: ``head`` (e.g. a run picker) and the button, the form, the status, the figures."""

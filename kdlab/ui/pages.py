@@ -26,7 +26,7 @@ PAGES: dict[str, Page] = {}
 
 # Modules whose import registers a page; the dashboard imports them when it is built. An analysis issue
 # adds its own module here (one line) and touches nothing else.
-PAGE_MODULES: list[str] = ["kdlab.ui.dashboard", "kdlab.ui.representations", "kdlab.ui.source_selection",
+PAGE_MODULES: list[str] = ["kdlab.ui.dashboard", "kdlab.ui.representations", "kdlab.ui.shift",
                            "kdlab.ui.frequency", "kdlab.ui.distilled_images", "kdlab.ui.language_models",
                            "kdlab.ui.diffusion"]
 

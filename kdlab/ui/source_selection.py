@@ -1,6 +1,7 @@
 """Source selection: pick a target and a label budget, rank the zoo in a background ``transfer_rank`` job, see
 the score matrix and weights, launch DistillNearest/DistillWeighted runs. ``SourceSelection`` is the one
-component; ``panel()`` is the dashboard face, ``widget()`` the ipywidgets face for notebooks."""
+component; ``panel()`` is its face on the Shift page (``kdlab.ui.shift``), ``widget()`` the ipywidgets face for
+notebooks."""
 from __future__ import annotations
 
 from typing import Any
@@ -13,7 +14,6 @@ from kdlab.jobs.transfer_rank import target_of, zoo_of
 from kdlab.runs.store import Store, open_store
 from kdlab.transfer import source_weights
 from kdlab.ui.job_panel import JobPanel
-from kdlab.ui.pages import register_component_page
 from kdlab.ui.task_widget import TaskWidget
 
 
@@ -118,8 +118,3 @@ class SourceSelectionWidget(TaskWidget):
 
     def done_message(self, result: dict[str, Any]) -> str:
         return f"Ranked {len(result['scores'])} sources."
-
-
-register_component_page("Source selection", SourceSelection, "source_selection", order=40,
-                        doc="Rank the source zoo for a target with a label budget and launch "
-                            "DistillNearest/DistillWeighted.")

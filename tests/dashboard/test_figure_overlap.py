@@ -241,6 +241,29 @@ def _figures() -> dict:
     figs["weight_bars"] = vt.weight_bars(dict(zip(sources, rng.uniform(0, 1, 5), strict=True)))
     figs["method_accuracy"] = vt.method_accuracy({"scratch": [0.8, 0.9], "nearest": [0.85, 0.88],
                                                   "weighted": [0.95, 0.97], "distill": [0.9, 0.92]})
+    from kdlab.viz import adaptation, pair_gains
+    from kdlab.viz import shift as vs
+
+    targets = ["digits", "digits_invert", "digits_rot90", "digits_blur_noise", "digits_edge_invert", "digits_small",
+               "digits_parity_rot45", "digits_0to4_invert"]
+    bench = [{"target": t, "methods": {m: float(rng.uniform(0.5, 0.95)) for m in vs.METHOD_NAMES},
+              "taus": {m: float(rng.uniform(-1, 1)) for m in ("logme", "hscore", "gbc", "transrate", "knn_accuracy",
+                                                               "linear_probe", "leep", "nce")}} for t in targets]
+    figs["benchmark_bars"] = vs.benchmark_bars(bench)
+    figs["tau_heatmap"] = vs.tau_heatmap(bench)
+    zoo7 = ["mnist", "mnist_rot90", "mnist_invert", "mnist_blur", "mnist_edge", "mnist_noise", "mnist_rot_invert"]
+    gains = rng.normal(0, 8, (7, 7))
+    figs["pair_gain_heatmap"] = pair_gains.pair_gain_heatmap(zoo7, gains.tolist())
+    figs["complementary_heatmap"] = pair_gains.pair_gain_heatmap(zoo7, np.abs(gains).tolist(), kind="complementary")
+    figs["adaptation_curves"] = adaptation.adaptation_curves(
+        {t: {m: list(rng.uniform(0.2, 0.9, 9)) for m in ("GLC", "LPLD")} for t in
+         ("digits", "mnist5k blur+noise", "mnist5k rotate 0.3", "digits open-set (0-4 known)")},
+        {"digits open-set (0-4 known)": "H-score"})
+    figs["grouped_bars"] = vs.grouped_bars(
+        [{"held_out": d, "method": m, "accuracy": float(rng.uniform())} for d in zoo7[:6]
+         for m in ("best expert (source val)", "best expert (oracle, by test)", "uniform mixture", "ERM student",
+                   "aggregator (teacher)", "Meta-DMoE (no TTA)", "Meta-DMoE (TTA)")],
+        "held_out", "method", "accuracy", "Meta-DMoE, leave one domain out")
     imgs, labels = rng.random((20, 1, 8, 8)).astype(np.float32), np.repeat(np.arange(10), 2)
     real = torch.from_numpy(rng.random((60, 1, 8, 8)).astype(np.float32))
     idx, dist = nearest_real(torch.from_numpy(imgs[:4]), real, k=3)

@@ -149,3 +149,17 @@ def test_shift_errors_name_the_field() -> None:
         shifted("digits", shift=("subset", 0.5, {"classes": [1, 12]}))
     with pytest.raises(ConfigError, match="split: 'dev' is not one of"):
         shifted("digits", shift="rotate", split="dev")
+
+
+def test_zoom_shrinks_the_content_about_the_centre(digits: ArrayDataset) -> None:
+    assert apply_shifts(digits, ("zoom", 0.0)) is not None
+    torch.testing.assert_close(apply_shifts(digits, ("zoom", 0.0)).x, digits.x)
+    z = apply_shifts(digits, ("zoom", 0.8))  # content at 1 - 0.4 = 60% of the size
+    mass = lambda x: x.sum(dim=(1, 2, 3))  # noqa: E731
+    ratio = (mass(z.x) / mass(digits.x).clamp(min=1e-6)).median()
+    assert abs(float(ratio) - 0.6**2) < 0.05  # area (so ink) scales with the square of the size
+    h = digits.x.shape[-1]
+    ys = torch.arange(h, dtype=torch.float32) - (h - 1) / 2
+    spread = lambda x: (x.sum(dim=(1, 3)) * ys.abs()).sum(1) / x.sum(dim=(1, 3)).sum(1).clamp(min=1e-6)  # noqa: E731
+    assert abs(float((spread(z.x) / spread(digits.x)).median()) - 0.6) < 0.06  # rows move towards the centre
+    assert torch.equal(z.y, digits.y) and 0 <= float(z.x.min()) and float(z.x.max()) <= 1

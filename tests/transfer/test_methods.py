@@ -46,6 +46,20 @@ def test_weighted_kd_is_weighted_sum_of_per_teacher_kl(teachers, target):
     assert torch.allclose(u.teacher_weights(), torch.tensor([0.5, 0.5]))
 
 
+def test_weighted_per_teacher_kl_has_the_gradient_of_kl_to_the_tempered_mixture():
+    """sum_k w_k KL(p_k || q) = KL(sum_k w_k p_k || q) + a constant in the student: DistillWeighted's sum of
+    per-teacher terms and distilling the weighted mixture of the teachers' softened outputs train the same way."""
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(3, 8, 5, generator=g) * 3
+    w, temp = torch.tensor([0.6, 0.3, 0.1]), 2.0
+    s1 = torch.randn(8, 5, generator=g, requires_grad=True)
+    s2 = s1.detach().clone().requires_grad_(True)
+    sum(w[k] * kl_div(s1, t[k], temp) for k in range(3)).backward()
+    mix = (w[:, None, None] * (t / temp).softmax(2)).sum(0)  # the mixture of softened teachers
+    (temp**2 * torch.nn.functional.kl_div((s2 / temp).log_softmax(1), mix, reduction="batchmean")).backward()
+    torch.testing.assert_close(s1.grad, s2.grad, rtol=1e-5, atol=1e-7)
+
+
 def test_unlabelled_images_enter_the_kd_term(teachers, target):
     d = create_distiller("distill_nearest", teachers["mnist"], _student(target), target.labelled.in_shape,
                          unlabelled="digits", unlabelled_params={"size": 28}, unlabelled_ratio=2)

@@ -51,6 +51,18 @@ def test_source_weights_softmax_of_standardised_scores():
     assert best_source(s) == "a"
 
 
+def test_a_source_whose_metric_failed_gets_no_weight_and_the_others_share_it():
+    """LogME is -inf or NaN on a few separable labelled images (its noise precision diverges): that source gets
+    weight 0 and the finite ones are weighted as if it were not there; with no finite score, an error."""
+    s = pd.Series({"a": 3.0, "b": 1.0, "c": 2.0})
+    for bad in (-np.inf, np.nan, np.inf):
+        w = source_weights(pd.concat([s, pd.Series({"d": bad})]), temperature=1.0)
+        assert list(w.index) == ["a", "b", "c", "d"] and w["d"] == 0.0
+        assert w[["a", "b", "c"]].to_numpy() == pytest.approx(source_weights(s, 1.0).to_numpy())
+    with pytest.raises(ConfigError, match="finite score"):
+        source_weights(pd.Series({"a": np.nan, "b": -np.inf}))
+
+
 def test_bad_inputs(scores):
     with pytest.raises(ConfigError, match="metric"):
         source_weights(scores, 1.0, metric="nope")

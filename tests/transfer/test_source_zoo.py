@@ -50,3 +50,38 @@ def test_user_source_is_saved_and_comes_back(zoo):
 def test_unknown_source_lists_valid_names(zoo):
     with pytest.raises(UnknownNameError, match="mnist_invert"):
         zoo.load("mnist_inverted")
+
+
+def test_a_user_checkpoint_that_does_not_load_is_named_and_kept(tmp_path):
+    """A broken user entry is an error naming the source and its file, and the file is not deleted; remove() is
+    the way out, and the rest of the zoo still loads."""
+    from kdlab.errors import CheckpointError
+
+    zoo = SourceZoo(root=tmp_path, arch_params={"width": 4, "depth": 2, "norm": "batchnorm"}, epochs=1, n_train=100,
+                    sources=TINY[:1])
+    zoo.add("mine", create("convnet", 3, (1, 28, 28), width=4, depth=2), params={"width": 4, "depth": 2})
+    (tmp_path / "mine.pt").write_bytes(b"not a checkpoint")
+    fresh = SourceZoo(root=tmp_path, arch_params={"width": 4, "depth": 2, "norm": "batchnorm"}, epochs=1,
+                      n_train=100, sources=TINY[:1])
+    with pytest.raises(CheckpointError, match=r"user source 'mine'.*mine\.pt.*zoo\.remove\('mine'\)"):
+        fresh.load("mine")
+    assert (tmp_path / "mine.pt").read_bytes() == b"not a checkpoint"  # nothing lost
+    assert fresh.load("mnist")(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+    fresh.remove("mine")
+    assert "mine" not in fresh.names() and not (tmp_path / "mine.pt").exists()
+    assert "mine" not in SourceZoo(root=tmp_path, sources=TINY[:1]).names()
+    with pytest.raises(ConfigError, match="built-in"):
+        fresh.remove("mnist")
+
+
+def test_a_broken_builtin_checkpoint_is_retrained_with_a_warning_and_a_broken_card_is_skipped(tmp_path):
+    kw = dict(root=tmp_path, arch_params={"width": 4, "depth": 2, "norm": "batchnorm"}, epochs=1, n_train=100,
+              sources=TINY[:1])
+    SourceZoo(**kw).build()
+    (tmp_path / "mnist.pt").write_bytes(b"truncated")
+    (tmp_path / "other.json").write_text("{not json")
+    with pytest.warns(UserWarning, match="other.json"):
+        zoo = SourceZoo(**kw)
+    with pytest.warns(UserWarning, match="retraining"):
+        model = zoo.load("mnist")
+    assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 10) and zoo.card("mnist").classes == 10
