@@ -16,7 +16,7 @@ from torch import nn
 
 from kdlab.distill.adapters import make_adapter
 from kdlab.errors import ConfigError, ShapeError
-from kdlab.models.taps import FeatureTaps, chosen_layers, feature_shapes
+from kdlab.models.taps import FeatureTaps, chosen_layers, feature_shapes, num_logits
 from kdlab.registry import Param, Registry
 
 METHODS = Registry("method")
@@ -99,9 +99,9 @@ class Distiller(nn.Module):
 
     # -- set-up -------------------------------------------------------------------------------
     def _check_classes(self) -> int:
-        s_out = _probe_logits(self.student, self.in_shape)
+        s_out = num_logits(self.student, self.in_shape)
         if self.teacher is not None:
-            t_out = _probe_logits(self.teacher, self.in_shape)
+            t_out = num_logits(self.teacher, self.in_shape)
             if t_out != s_out:
                 raise ShapeError(f"teacher has {t_out} output classes but student has {s_out}: "
                                  "both must predict the same label set")
@@ -178,22 +178,6 @@ class Distiller(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The deployed student's logits."""
         return self.student(x)
-
-
-@torch.no_grad()
-def _probe_logits(model: nn.Module, in_shape: Sequence[int]) -> int:
-    was = model.training
-    model.eval()
-    p = next(model.parameters(), None)
-    try:
-        out = model(torch.zeros(2, *in_shape, device=p.device if p is not None else "cpu"))
-    except RuntimeError as e:
-        raise ShapeError(f"{type(model).__name__} cannot take inputs of shape {tuple(in_shape)}: {e}") from e
-    finally:
-        model.train(was)
-    if out.ndim != 2:
-        raise ShapeError(f"{type(model).__name__} must return (batch, classes) logits, got {tuple(out.shape)}")
-    return int(out.shape[1])
 
 
 def create_distiller(method: str, teacher: nn.Module | None, student: nn.Module, in_shape: Sequence[int],

@@ -14,13 +14,14 @@ from typing import Any
 import torch
 
 from kdlab.data.base import ArrayDataset, BatchLoader
-from kdlab.distill.base import Distiller, TeacherOutput, _probe_logits
+from kdlab.distill.base import Distiller, TeacherOutput
 from kdlab.distill.evaluate import Evaluation, evaluate, score
 from kdlab.distill.optim import OPTIM, build_optimizer, build_schedule
 from kdlab.distill.teacher_cache import TeacherCache, cache_bytes
 from kdlab.errors import CheckpointError, ConfigError, NonFiniteLossError, ShapeError
 from kdlab.models.checkpoints import load_state
 from kdlab.models.inference import predict
+from kdlab.models.taps import num_logits
 
 
 def _setting(key: str) -> Any:
@@ -191,9 +192,9 @@ class Trainer:
         """ShapeError unless the student (and the teacher) have an output for every class of each split: a
         narrower model would end in torch's "Target 8 is out of bounds" at the first step."""
         d = self.distiller
-        models = [("student", int(getattr(d, "num_classes", 0) or _probe_logits(d.student, d.in_shape)))]
+        models = [("student", int(getattr(d, "num_classes", 0) or num_logits(d.student, d.in_shape)))]
         if d.teacher is not None:
-            models.append(("teacher", _probe_logits(d.teacher, d.in_shape)))
+            models.append(("teacher", num_logits(d.teacher, d.in_shape)))
         for split, data in splits.items():
             y = getattr(data, "y", None)
             top = int(y.max()) if y is not None and len(y) else -1

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from kdlab.errors import ConfigError, unknown
+from kdlab.errors import ConfigError, ShapeError, unknown
 
 
 def resolve(model: nn.Module, paths: Iterable[str]) -> dict[str, nn.Module]:
@@ -98,3 +98,21 @@ def feature_shapes(model: nn.Module, paths: Sequence[str], in_shape: Sequence[in
             return {k: tuple(v.shape[1:]) for k, v in taps.pop().items()}
     finally:
         model.train(was_training)
+
+
+@torch.no_grad()
+def num_logits(model: nn.Module, in_shape: Sequence[int]) -> int:
+    """How many logits ``model`` gives per input of ``in_shape`` (one dummy batch of 2, eval mode kept); a model
+    that cannot take such inputs or does not return (batch, classes) logits is a ShapeError."""
+    was = model.training
+    model.eval()
+    p = next(model.parameters(), None)
+    try:
+        out = model(torch.zeros(2, *in_shape, device=p.device if p is not None else "cpu"))
+    except RuntimeError as e:
+        raise ShapeError(f"{type(model).__name__} cannot take inputs of shape {tuple(in_shape)}: {e}") from e
+    finally:
+        model.train(was)
+    if out.ndim != 2:
+        raise ShapeError(f"{type(model).__name__} must return (batch, classes) logits, got {tuple(out.shape)}")
+    return int(out.shape[1])

@@ -9,8 +9,9 @@ from kdlab.jobs.shift import load_shift
 from kdlab.report.html import register_report_section
 from kdlab.report.runs import RunData
 
-TITLES = {"benchmark": "accuracy per target", "taus": "metric rankings (Kendall τ)", "pair_gains": "pair gains", "complementary": "complementary knowledge",
-          "adaptation": "source-free adaptation", "meta_dmoe": "Meta-DMoE", "kd3": "KD3", "hard": "HARD"}
+TITLES = {"benchmark": "accuracy per target", "taus": "metric rankings (Kendall τ)", "pair_gains": "pair gains",
+          "complementary": "complementary knowledge", "adaptation": "source-free adaptation", "meta_dmoe": "Meta-DMoE",
+          "kd3": "KD3", "hard": "HARD"}
 
 
 @register_report_section("shift")

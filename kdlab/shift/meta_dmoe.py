@@ -31,6 +31,7 @@ from kdlab.data.base import ArrayDataset
 from kdlab.distill.functional import kl_div
 from kdlab.errors import ConfigError
 from kdlab.models import create
+from kdlab.models.taps import num_logits
 from kdlab.transfer.zoo import SourceZoo
 
 Progress = Callable[[int, int, str], None]
@@ -114,16 +115,6 @@ class MetaConfig:
                 raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)}")
 
 
-def _classes(model: nn.Module, in_shape: Sequence[int]) -> int:
-    """How many classes ``model`` predicts (one forward pass on zeros, eval mode)."""
-    was = model.training
-    model.eval()
-    with torch.no_grad():
-        k = int(model(torch.zeros(2, *in_shape)).shape[1])
-    model.train(was)
-    return k
-
-
 class MetaDMoE:
     """Frozen domain ``experts`` (named by their domains in ``names``), a ``student`` and an ``Aggregator``.
 
@@ -142,8 +133,8 @@ class MetaDMoE:
         if len(self.names) != len(self.experts) or len(set(self.names)) != len(self.names):
             raise ConfigError(f"names: need {len(self.experts)} distinct expert names, got {self.names}")
         self.in_shape = tuple(in_shape)
-        classes = {n: _classes(e, self.in_shape) for n, e in zip(self.names, self.experts, strict=True)}
-        student_classes = _classes(student, self.in_shape)
+        classes = {n: num_logits(e, self.in_shape) for n, e in zip(self.names, self.experts, strict=True)}
+        student_classes = num_logits(student, self.in_shape)
         if any(c != student_classes for c in classes.values()):
             raise ConfigError(
                 f"experts: class counts {classes} differ from the student's {student_classes}; the aggregator "

@@ -36,7 +36,7 @@ from kdlab.data import load, shifted
 from kdlab.data.base import ArrayDataset, BatchLoader
 from kdlab.distill.functional import kl_div, soft_cross_entropy
 from kdlab.errors import ConfigError
-from kdlab.models.taps import FeatureTaps, declared_layers
+from kdlab.models.taps import FeatureTaps, declared_layers, num_logits
 from kdlab.transfer.teachers import as_vector, embedding_layer, extract
 from kdlab.transfer.zoo import SourceZoo, trainable_copy
 
@@ -92,11 +92,7 @@ def _eval_set(eval_data: EvalData, field: str = "eval_data") -> tuple[torch.Tens
 
 def _num_classes(model: nn.Module, x: torch.Tensor) -> int:
     """Classes the source model predicts; fewer than 2 is refused (nothing to adapt or call unknown)."""
-    was = model.training
-    model.eval()
-    with torch.no_grad():
-        c = int(model(x[:2]).shape[1])
-    model.train(was)
+    c = num_logits(model, x.shape[1:])
     if c < 2:
         raise ConfigError(f"model: the source predicts {c} class; source-free adaptation needs a source with "
                           ">= 2 classes")

@@ -25,7 +25,7 @@ from kdlab.data.base import ArrayDataset, BatchLoader
 from kdlab.distill.functional import kl_div
 from kdlab.errors import ConfigError
 from kdlab.models import create
-from kdlab.models.taps import FeatureTaps
+from kdlab.models.taps import FeatureTaps, num_logits
 from kdlab.transfer.teachers import accuracy, as_vector, embedding_layer
 
 Progress = Callable[[int, int, str], None] | None
@@ -63,21 +63,11 @@ def make_web_pool(data: ArrayDataset, shift: Sequence = WEB_SHIFT, noise_rate: f
     return WebPool(web, data.y.clone())
 
 
-def num_outputs(model: nn.Module, in_shape: Sequence[int]) -> int:
-    """Number of logits ``model`` gives for one input of ``in_shape`` (eval mode, no grad)."""
-    was = model.training
-    model.eval()
-    with torch.no_grad():
-        k = int(model(torch.zeros(1, *in_shape)).shape[1])
-    model.train(was)
-    return k
-
-
 def check_pool(teacher: nn.Module, pool: ArrayDataset) -> None:
     """Refuse an empty pool or a teacher whose class count differs from the pool's labels."""
     if len(pool) == 0:
         raise ConfigError("web_pool: empty dataset; give at least one image")
-    k = num_outputs(teacher, pool.in_shape)
+    k = num_logits(teacher, pool.in_shape)
     if k != pool.num_classes:
         raise ConfigError(f"teacher: gives {k} class logits but web_pool has {pool.num_classes} classes; "
                           "the teacher must predict the pool's label set")

@@ -32,6 +32,7 @@ from kdlab.distill.trainer import TrainConfig, Trainer
 from kdlab.errors import CheckpointError, ConfigError, unknown
 from kdlab.models import create
 from kdlab.models.checkpoints import load_state
+from kdlab.models.taps import num_logits
 from kdlab.paths import cache_dir
 from kdlab.transfer.teachers import accuracy, embedding_layer
 
@@ -220,8 +221,7 @@ class SourceZoo:
         if name in self.defs:
             raise ConfigError(f"name: {name!r} is a built-in source; choose another name")
         model.eval()
-        with torch.no_grad():
-            classes = int(model(torch.zeros(2, *in_shape)).shape[1])
+        classes = num_logits(model, in_shape)
         arch = getattr(model, "kdlab_name", type(model).__name__)
         card = SourceCard(name, data, task, arch, dict(params or {}), classes,
                           tuple(in_shape), accuracy, layer=embedding_layer(model, layer), user=True)

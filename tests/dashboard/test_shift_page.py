@@ -27,8 +27,9 @@ def test_shift_page_shows_the_studies_and_ranks_sources(browser, shots, tmp_path
     SourceZoo(root=SourceZoo().root, arch_params={"width": 4, "depth": 2, "norm": "batchnorm"}, epochs=1,
               n_train=100).build()
     home = tmp_path / "home"
-    studies = submit("shift", open_store(home), studies=["benchmark", "complementary", "source_free"], targets=["digits_invert"],
-                     scale=0.05, labels_per_class=2, sources=["mnist", "mnist_invert", "mnist_0to4"],
+    studies = submit("shift", open_store(home), studies=["benchmark", "complementary", "source_free"],
+                     targets=["digits_invert"], scale=0.05, labels_per_class=2,
+                     sources=["mnist", "mnist_invert", "mnist_0to4"],
                      zoo_root=str(SourceZoo().root), zoo_width=4, zoo_depth=2, zoo_epochs=1, zoo_n_train=100)
     assert studies.wait(timeout=240) == "completed", studies.record.error
     saved = load_shift(studies.run_dir)
@@ -37,8 +38,8 @@ def test_shift_page_shows_the_studies_and_ranks_sources(browser, shots, tmp_path
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
         page.goto(url)
         page.locator(".bk-tab", has_text="Shift").first.click(timeout=60_000)
-        expect(page.locator(".kdlab-shift-status")).to_contain_text("3 studies done: benchmark, complementary, source_free",
-                                                                    timeout=60_000)
+        expect(page.locator(".kdlab-shift-status")).to_contain_text(
+            "3 studies done: benchmark, complementary, source_free", timeout=60_000)
         (t,) = saved["studies"]["benchmark"]["targets"]
         bars = page.locator(".kdlab-shift-benchmark .js-plotly-plot").first
         bars.wait_for(timeout=30_000)
