@@ -400,3 +400,36 @@ def test_glc_pseudo_labels_follow_the_rule_written_out(negatives):
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_allclose(got[1], want[1], atol=1e-9)
     assert (want[0] == -1).any() and (want[0] >= 0).any()  # the case has both outcomes
+
+
+def test_glc_small_pools_and_no_negatives():
+    """A pool smaller than twice the classes still gives each class one positive (the rule written out); a pool of
+    one sample has no negatives, so its nearest class claims it."""
+    g = np.random.default_rng(3)
+    f, p = g.normal(size=(6, 4)) + 1.0, g.dirichlet(np.ones(4), size=6)
+    want = _glc_by_hand(f, p, 1, 0.75, lambda neg: [neg.mean(0)])  # int(6 / 4) = 1 positive per class
+    got = glc_pseudo_labels(f, p, n_neg=1)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], atol=1e-9)
+    labels, margin = glc_pseudo_labels(f[:1], p[:1])  # one sample: the positive of every class, no negatives
+    assert labels[0] >= 0 and margin[0] == np.inf
+
+
+def test_glc_two_negative_prototypes_are_the_two_clusters_of_the_negatives():
+    """Three tight clusters, one per class: each class's negatives are the two other clusters, and its two
+    negative prototypes (k-means, k = 2) are their means."""
+    g = np.random.default_rng(5)
+    truth = np.repeat(np.arange(3), 4)
+    f = np.eye(3)[truth] * 3 + 0.01 * g.normal(size=(12, 3)) + np.array([0.5, 0.2, 0.1])
+    p = np.full((12, 3), 0.2)
+    p[np.arange(12), truth] = 0.6
+
+    def two_means(neg: np.ndarray) -> list[np.ndarray]:
+        u = np.linalg.svd(neg - neg.mean(0))[2][0]  # the clusters split along the first principal direction
+        side = (neg - neg.mean(0)) @ u > 0
+        return [neg[side].mean(0), neg[~side].mean(0)]
+
+    want = _glc_by_hand(f, p, 4, 0.75, two_means)
+    got = glc_pseudo_labels(f, p, pos_share=1 / 3, n_neg=2)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], atol=1e-6)
