@@ -28,8 +28,8 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# The quick subset (1.5-2.5 minutes on 2 cores): every test not marked `slow` (so no browser, notebook, Ray,
-# DDP, demo or kill-and-resume tests). CI runs `make test`.
+# The quick subset (about 5 minutes on 2 cores; PYTEST_ARGS=tests/<folder> for one folder): every test not marked
+# `slow` (so no browser, notebook, Ray, DDP, demo or kill-and-resume tests). CI runs `make test`.
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
