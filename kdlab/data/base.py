@@ -207,3 +207,20 @@ class BatchLoader:
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             yield self.dataset.x[idx], self.dataset.y[idx], idx
+
+
+def cycle_batches(data: ArrayDataset, batch_size: int, steps: int, seed: int,
+                  drop_last: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """``steps`` shuffled batches ``(x, y, index)`` of ``data``, cycling through epochs (each reshuffled from
+    ``seed``); with ``drop_last``, full batches only unless the data is smaller than one batch."""
+    loader, done, epoch = BatchLoader(data, batch_size, shuffle=True, seed=seed, drop_last=drop_last), 0, 0
+    if len(loader) == 0:
+        loader = BatchLoader(data, batch_size, shuffle=True, seed=seed)
+    while done < steps:
+        loader.set_epoch(epoch)
+        for batch in loader:
+            yield batch
+            done += 1
+            if done >= steps:
+                return
+        epoch += 1

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdlab.data.base import ArrayDataset, BatchLoader
+from kdlab.data.base import ArrayDataset, cycle_batches
 from kdlab.distill.functional import kl_div
 from kdlab.errors import ConfigError
 from kdlab.models.inference import predict
@@ -108,20 +108,12 @@ def _train(student: nn.Module, pool: ArrayDataset, targets: torch.Tensor, steps:
     T^2 KL(target || student); returned in eval mode."""
     student.train()
     opt = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9)
-    loader = BatchLoader(pool, min(batch_size, len(pool)), shuffle=True, seed=seed)
     device = next(student.parameters()).device
-    done, epoch = 0, 0
-    while done < steps:
-        loader.set_epoch(epoch)
-        for x, _y, idx in loader:
-            loss = kl_div(student(x.to(device)), targets[idx].to(device), temperature)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            done += 1
-            if done == steps:
-                break
-        epoch += 1
+    for x, _y, idx in cycle_batches(pool, min(batch_size, len(pool)), steps, seed, drop_last=False):
+        loss = kl_div(student(x.to(device)), targets[idx].to(device), temperature)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
     return student.eval()
 
 

@@ -21,10 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdlab.data.api import load, shifted
-from kdlab.data.base import ArrayDataset
+from kdlab.data.base import ArrayDataset, cycle_batches
 from kdlab.distill.functional import kl_div
 from kdlab.errors import ConfigError
-from kdlab.shift.web_kd import Progress, check_pool, cycle_batches, make_student
+from kdlab.shift.web_kd import Progress, check_pool
+from kdlab.transfer.harness import make_student
 from kdlab.transfer.teachers import accuracy
 
 N_PARAMS = 8  # 6 affine entries, contrast, brightness

@@ -30,8 +30,8 @@ from torch.func import functional_call
 from kdlab.data.base import ArrayDataset
 from kdlab.distill.functional import kl_div
 from kdlab.errors import ConfigError
-from kdlab.models import create
 from kdlab.models.taps import num_logits
+from kdlab.transfer.harness import make_student
 from kdlab.transfer.zoo import SourceZoo
 
 Progress = Callable[[int, int, str], None]
@@ -286,11 +286,6 @@ def _accuracy(logits_or_probs: torch.Tensor, y: torch.Tensor) -> float:
     return float((logits_or_probs.argmax(1) == y).double().mean())
 
 
-def _student(num_classes: int, in_shape: Sequence[int]) -> nn.Module:
-    """The study's student: ConvNet-3, width 8, batch norm."""
-    return create("convnet", num_classes, tuple(in_shape), width=8, depth=3, norm="batchnorm")
-
-
 @dataclass
 class DomainData:
     """One domain for the study: labelled pool, val and test splits and every expert's logits on each
@@ -343,14 +338,14 @@ def leave_one_out(held: str, data: Mapping[str, DomainData], experts: Sequence[n
 
     cfg = sizes.config
     torch.manual_seed(seed)
-    erm = train_erm(_student(target.test.num_classes, target.test.in_shape), sources,
+    erm = train_erm(make_student(target.test.num_classes, target.test.in_shape), sources,
                     sizes.warmup + 2 * sizes.meta_steps, cfg.batch_size, cfg.lr, seed)
     with torch.no_grad():
         rows.append({"held_out": held, "method": METHODS[3], "accuracy": _accuracy(erm(target.test.x), y_test),
                      "detail": f"{sizes.warmup + 2 * sizes.meta_steps} steps"})
 
     torch.manual_seed(seed)
-    model = MetaDMoE([experts[k] for k in keep], _student(target.test.num_classes, target.test.in_shape), src,
+    model = MetaDMoE([experts[k] for k in keep], make_student(target.test.num_classes, target.test.in_shape), src,
                      target.test.in_shape, cfg)
     logits = {n: data[n].logits["pool"][keep] for n in src}
     model.warm_start(sources, sizes.warmup, seed, logits)

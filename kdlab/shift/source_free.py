@@ -136,6 +136,19 @@ def _score_point(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: in
     return open_set_metrics(probs, y)["hscore"]
 
 
+def _prepare(model: nn.Module, unlabelled: ArrayDataset | torch.Tensor, eval_data: EvalData | None,
+             epochs: int) -> tuple[ArrayDataset, nn.Module, int, tuple[torch.Tensor, torch.Tensor] | None]:
+    """What both adaptations start from, validated: the pool, a trainable copy of ``model``, its class count and
+    the evaluation set (or None)."""
+    pool = _pool(unlabelled)
+    copy_ = trainable_copy(model)
+    classes = _num_classes(copy_, pool.x)
+    ev = _eval_set(eval_data) if eval_data is not None else None
+    if epochs < 1:
+        raise ConfigError(f"epochs: need >= 1, got {epochs}")
+    return pool, copy_, classes, ev
+
+
 def _freeze_head(model: nn.Module) -> None:
     """Freeze the classifier the model declares as its ``logits`` tap (GLC, like SHOT, adapts the extractor)."""
     for p in model.get_submodule(declared_layers(model, "logits")[0]).parameters():
@@ -251,12 +264,7 @@ def adapt_glc(model: nn.Module, unlabelled: ArrayDataset | torch.Tensor, epochs:
     (1 + 10 t/T)^-0.75 decay, ``lr`` = GLC's backbone rate) on the extractor, classifier frozen. The curve holds
     the evaluation score (accuracy, or H-score on an open-set ``eval_data``) of the source and after every epoch;
     empty without ``eval_data``. ``adabn`` first re-estimates batch-norm statistics on the pool."""
-    pool = _pool(unlabelled)
-    model = trainable_copy(model)
-    classes = _num_classes(model, pool.x)
-    ev = _eval_set(eval_data) if eval_data is not None else None
-    if epochs < 1:
-        raise ConfigError(f"epochs: need >= 1, got {epochs}")
+    pool, model, classes, ev = _prepare(model, unlabelled, eval_data, epochs)
     if not 1 <= k < len(pool):
         raise ConfigError(f"k: need 1 <= k < the pool size ({len(pool)}) neighbours, got {k}")
     layer = embedding_layer(model, layer)
@@ -348,12 +356,7 @@ def adapt_lpld(model: nn.Module, unlabelled: ArrayDataset | torch.Tensor, epochs
     """LPLD on deep copies of ``model``: (the mean teacher, eval mode; curve). The curve holds the score (accuracy,
     or H-score on an open-set ``eval_data``) of the source, then of the teacher after every epoch. ``adabn``
     first re-estimates batch-norm statistics on the pool (``target_norm_stats``)."""
-    pool = _pool(unlabelled)
-    student = trainable_copy(model)
-    classes = _num_classes(student, pool.x)
-    ev = _eval_set(eval_data) if eval_data is not None else None
-    if epochs < 1:
-        raise ConfigError(f"epochs: need >= 1, got {epochs}")
+    pool, student, classes, ev = _prepare(model, unlabelled, eval_data, epochs)
     if not 0.0 <= momentum < 1.0:
         raise ConfigError(f"momentum: the EMA momentum must be in [0, 1), got {momentum}")
     lpld_partition(torch.ones(1, 2) / 2, tau_low, tau_high)  # validates the thresholds before any work

@@ -13,7 +13,7 @@ data-free setting); the feature/classifier alignment is a weighted feature align
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -21,11 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdlab.data.api import load, shifted
-from kdlab.data.base import ArrayDataset, BatchLoader
+from kdlab.data.base import ArrayDataset, cycle_batches
 from kdlab.distill.functional import kl_div
 from kdlab.errors import ConfigError
-from kdlab.models import create
 from kdlab.models.taps import FeatureTaps, num_logits
+from kdlab.transfer.harness import STUDENT, make_student
 from kdlab.transfer.teachers import accuracy, as_vector, embedding_layer
 
 Progress = Callable[[int, int, str], None] | None
@@ -101,27 +101,6 @@ def kd3_loss(teacher_logits: torch.Tensor, student_logits: torch.Tensor, teacher
     return {"kd": (weights * kl).sum(), "align": beta * (weights * align).sum()}
 
 
-def cycle_batches(data: ArrayDataset, batch_size: int, steps: int, seed: int) -> Iterator[tuple]:
-    """``steps`` shuffled batches (x, y, idx), cycling through epochs."""
-    loader, done, epoch = BatchLoader(data, batch_size, shuffle=True, seed=seed, drop_last=True), 0, 0
-    if len(loader) == 0:
-        loader = BatchLoader(data, batch_size, shuffle=True, seed=seed)
-    while done < steps:
-        loader.set_epoch(epoch)
-        for batch in loader:
-            yield batch
-            done += 1
-            if done >= steps:
-                return
-        epoch += 1
-
-
-def make_student(num_classes: int, in_shape: Sequence[int], seed: int, width: int = 8) -> nn.Module:
-    """The study's student: ConvNet-3 of ``width`` with batchnorm, seeded initialisation."""
-    torch.manual_seed(seed)
-    return create("convnet", num_classes, tuple(in_shape), width=width, depth=3, norm="batchnorm")
-
-
 def train_web(method: str, teacher: nn.Module, pool: ArrayDataset, steps: int = 300, batch_size: int = 64,
               lr: float = 3e-3, temperature: float = 4.0, threshold: float = 0.5, beta: float = 1.0,
               ce_weight: float = 1.0, warmup: float = 0.3, seed: int = 0,
@@ -143,7 +122,7 @@ def train_web(method: str, teacher: nn.Module, pool: ArrayDataset, steps: int = 
         raise ConfigError(f"warmup: must be a share of the steps in [0, 1], got {warmup}")
     check_pool(teacher, pool)
     teacher.eval()
-    student = make_student(pool.num_classes, pool.in_shape, seed, student_width)
+    student = make_student(pool.num_classes, pool.in_shape, seed, params={**STUDENT, "width": student_width})
     t_layer, s_layer = embedding_layer(teacher), embedding_layer(student)
     adapter = None
     params = list(student.parameters())

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from kdlab.data.api import load
 from kdlab.data.base import ArrayDataset
@@ -31,6 +32,8 @@ from kdlab.transfer.zoo import SourceZoo
 from kdlab.transfer.zoo_model import build as build_zoo_model
 
 METHODS = ("scratch", "finetune", "fixmatch", "uniform", "nearest", "weighted")
+#: the small student every method of a comparison trains: ConvNet-3, width 8, batch norm
+STUDENT = {"width": 8, "depth": 3, "norm": "batchnorm"}
 SEMI_SUPERVISED = ("fixmatch", "uniform", "nearest", "weighted")
 
 
@@ -59,6 +62,15 @@ def make_target(name: str = "digits", labels_per_class: int = 10, seed: int = 0,
     rest = np.setdiff1d(np.arange(len(full)), picked)
     return Target(name, full.subset(picked), full.subset(rest), load(name, "val", **params),
                   load(name, "test", **params), seed, dict(params))
+
+
+def make_student(num_classes: int, in_shape: Sequence[int], seed: int | None = None, arch: str = "convnet",
+                 params: Mapping[str, Any] | None = None) -> nn.Module:
+    """A fresh student ``arch`` with ``params`` (default ``STUDENT``), its initialisation drawn from ``seed`` when
+    one is given (else from the current torch RNG)."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    return create(arch, num_classes, tuple(in_shape), **dict(params or STUDENT))
 
 
 def fit_teachers(zoo: SourceZoo, target: Target, sources: Sequence[str] | None = None,
@@ -92,9 +104,7 @@ def run_method(method: str, zoo: SourceZoo, target: Target, scores: pd.DataFrame
             teachers[name] = fit_teacher(zoo.load(name), target.labelled)
         return teachers[name]
 
-    torch.manual_seed(seed)
-    params = dict(student_params or {"width": 8, "depth": 3, "norm": "batchnorm"})
-    model = create(student, target.labelled.num_classes, target.labelled.in_shape, **params)
+    model = make_student(target.labelled.num_classes, target.labelled.in_shape, seed, student, student_params)
     semi = {"unlabelled_ratio": unlabelled_ratio}
     info: dict[str, Any] = {"method": method, "seed": seed, "sources": [], "weights": []}
     if method == "scratch":
@@ -141,7 +151,7 @@ def transfer_specs(zoo: SourceZoo, target: Target, scores: pd.DataFrame, folder:
     os.makedirs(folder, exist_ok=True)
     params = dict(target.params or {})
     data = {"name": target.name, "params": {**params, "n_train": len(target.labelled)}}
-    student = {"name": "convnet", "params": dict(student_params or {"width": 8, "depth": 3, "norm": "batchnorm"})}
+    student = {"name": "convnet", "params": dict(student_params or STUDENT)}
     method_params = {"unlabelled": target.name, "unlabelled_params": params}
     names = list(scores.index)
     out = {}

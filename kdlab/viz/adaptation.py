@@ -38,7 +38,7 @@ def adaptation_curves(curves: Mapping[str, Mapping[str, Sequence[float]]],
         raise ConfigError("curves: expected {target: {method: [score per epoch]}} with at least one method")
     for target, by_method in curves.items():
         for method, values in by_method.items():
-            if len(values) < 1 or not all(math.isfinite(float(v)) for v in values):
+            if len(values) < 1 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
                 raise ConfigError(f"curves: {target!r} / {method!r} needs finite scores, got {list(values)}")
     metric = dict(metric or {})
     targets = list(curves)

@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from kdlab.errors import ConfigError
-from kdlab.viz.theme import LEGEND_RIGHT, apply_theme, plotly_text, sequence
+from kdlab.viz.theme import DIVERGING, LEGEND_RIGHT, apply_theme, plotly_text, sequence
 
 METHOD_NAMES = {"scratch": "scratch", "finetune": "fine-tune", "fixmatch": "FixMatch", "uniform": "uniform",
                 "nearest": "DistillNearest", "weighted": "DistillWeighted"}
@@ -52,7 +52,7 @@ def tau_heatmap(targets: Sequence[Mapping[str, Any]],
     text = np.vectorize(lambda v: "" if np.isnan(v) else f"{v:.2f}")(z)
     fig = go.Figure(go.Heatmap(
         z=z, x=[plotly_text(m) for m in metrics], y=[plotly_text(t["target"]) for t in targets], zmin=-1, zmax=1,
-        zmid=0, colorscale="RdBu", text=text, texttemplate="%{text}", colorbar=dict(title="τ"),
+        zmid=0, colorscale=DIVERGING, text=text, texttemplate="%{text}", colorbar=dict(title="τ"),
         hovertemplate="target %{y}<br>metric %{x}<br>τ %{z:.3f}<extra></extra>"))
     fig.update_yaxes(type="category", autorange="reversed", title_text="target")
     fig.update_xaxes(type="category", title_text="metric")

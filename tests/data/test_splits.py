@@ -54,3 +54,21 @@ def test_resolve_size_counts_fractions_and_errors() -> None:
         resolve_size(1.5, 10, "val_size")
     with pytest.raises(ConfigError, match="test_size: 11 is outside"):
         resolve_size(11, 10, "test_size")
+
+
+def test_cycle_batches_gives_the_asked_steps_reshuffling_every_epoch() -> None:
+    import torch
+
+    from kdlab.data.base import ArrayDataset, cycle_batches
+
+    data = ArrayDataset(torch.zeros(10, 1, 2, 2), torch.arange(10) % 2, "ten", ["a", "b"])
+    batches = [idx.tolist() for _x, _y, idx in cycle_batches(data, 4, 5, seed=0)]
+    assert len(batches) == 5 and all(len(b) == 4 for b in batches)  # 2 full batches an epoch, the 2 left dropped
+    first, second = batches[0] + batches[1], batches[2] + batches[3]
+    assert len(set(first)) == 8 and len(set(second)) == 8 and first != second  # each epoch its own shuffle
+    kept = [idx.tolist() for _x, _y, idx in cycle_batches(data, 4, 3, seed=0, drop_last=False)]
+    assert sorted(sum(kept, [])) == list(range(10))  # without drop_last an epoch covers every sample
+    small = [len(idx) for _x, _y, idx in cycle_batches(data, 16, 2, seed=0)]
+    assert small == [10, 10]  # data smaller than a batch: whole-data batches, not none
+    again = [idx.tolist() for _x, _y, idx in cycle_batches(data, 4, 5, seed=0)]
+    assert again == batches

@@ -139,6 +139,14 @@ def test_end_to_end_on_tiny_zoo(tiny_zoo) -> None:
     tests = {r["test set"] for r in result["table"]}
     assert tests == {"clean", "rotate 0.3", "blur 0.5", "noise 0.5", "invert", "edge"}
     assert {r["method"] for r in result["table"]} == {"teacher", "kd", "kd_random_aug", "hard"}
+    acc = {(r["method"], r["test set"]): r["accuracy"] for r in result["table"]}
+    shifted = {m: sum(acc[m, t] for t in tests - {"clean"}) / 5 for m in ("kd", "kd_random_aug", "hard")}
+    assert result["shifted_mean"] == pytest.approx(shifted)
+    assert result["summary"]["hard_minus_kd_shifted_mean"] == pytest.approx(shifted["hard"] - shifted["kd"])
+    assert result["summary"]["hard_minus_kd_clean"] == pytest.approx(acc["hard", "clean"] - acc["kd", "clean"])
+    from kdlab.transfer.teachers import accuracy
+
+    assert acc["teacher", "clean"] == pytest.approx(accuracy(teacher, load("mnist5k", split="test")))
 
 
 def test_parameters_map_to_the_declared_affine_contrast_and_brightness() -> None:

@@ -145,3 +145,11 @@ def test_end_to_end_on_tiny_zoo(tiny_zoo) -> None:
     methods = {r["method"] for r in result["table"]}
     assert methods == {"teacher", "kd", "kd_ce", "kd3"}
     assert set(result["table"][0]) == {"method", "test set", "accuracy"}
+    acc = {(r["method"], r["test set"]): r["accuracy"] for r in result["table"]}
+    assert result["summary"]["kd3_minus_kd"] == pytest.approx(acc["kd3", "clean target"] - acc["kd", "clean target"])
+    assert result["summary"]["kd3_minus_kd_ce"] == pytest.approx(acc["kd3", "clean target"] -
+                                                                acc["kd_ce", "clean target"])
+    from kdlab.transfer.teachers import accuracy
+
+    assert acc["teacher", "clean target"] == pytest.approx(accuracy(teacher, load("mnist5k", split="test")))
+    assert result["selection"]["label_clean_base"] == pytest.approx(0.65, abs=0.03)  # the study flips 35%
