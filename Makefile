@@ -17,7 +17,7 @@ $(VENV)/.torch: | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed: pyproject.toml $(VENV)/.torch
-	$(BIN)/python -m pip install -q -e ".[dev,ray,text,diffusion]"
+	$(BIN)/python -m pip install -q -e ".[dev,ray,text,diffusion,sweep,tracking]"
 	touch $@
 
 venv: $(VENV)/.installed

@@ -20,10 +20,12 @@ from kdlab.runs.background import RunHandle, launch, submit  # noqa: E402
 from kdlab.runs.experiment import run_experiment  # noqa: E402
 from kdlab.runs.spec import ExperimentSpec, load_spec  # noqa: E402
 from kdlab.runs.store import open_store  # noqa: E402
+from kdlab.runs.tracking import export_runs as export_runs  # noqa: E402  (re-export)
+from kdlab.sweeps import sweep  # noqa: E402
 
 __all__ = [
     "Callback", "CheckpointError", "ConfigError", "ExperimentSpec", "FeatureTaps", "KdlabError",
     "NonFiniteLossError", "ShapeError", "TrainConfig", "Trainer", "UnknownNameError", "create",
     "create_distiller", "data", "distill", "list_methods", "list_models", "load_spec", "models",
-    "register_method", "register_model", "run_experiment", "launch", "submit", "open_store", "RunHandle",
+    "register_method", "register_model", "run_experiment", "launch", "submit", "open_store", "RunHandle", "sweep",
 ]

@@ -190,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kdlab.report.command import add_report_command
 
     add_report_command(sub)  # report
+    from kdlab.sweeps.command import add_sweep_command
+
+    add_sweep_command(sub)  # sweep, sweep best, sweep advise
     return p
 
 

@@ -48,3 +48,24 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A fresh run store per test; whatever the test left queued or running is cancelled after it (no worker left
+    behind)."""
+    from kdlab.runs.store import open_store
+
+    monkeypatch.delenv("KDLAB_MAX_CONCURRENT", raising=False)
+    s = open_store(tmp_path / "store")
+    yield s
+    from kdlab.runs.background import cancel_run
+
+    for rec in s.records(("queued", "running")):
+        if rec.status == "running" and rec.pid is None:  # a record made by the test, no worker behind it
+            s.set_status(rec.id, "cancelled")
+            continue
+        try:
+            cancel_run(s, rec.id, timeout=5)
+        except KeyError:  # a test executor already unregistered
+            s.set_status(rec.id, "cancelled")

@@ -18,6 +18,7 @@ from kdlab.distill.base import Distiller, TeacherOutput
 from kdlab.distill.evaluate import Evaluation, evaluate, score
 from kdlab.distill.optim import OPTIM, build_optimizer, build_schedule
 from kdlab.distill.teacher_cache import TeacherCache, cache_bytes
+from kdlab.distill.teacher_outputs import OutputFiles
 from kdlab.errors import CheckpointError, ConfigError, NonFiniteLossError, ShapeError
 from kdlab.models.checkpoints import load_state
 from kdlab.models.inference import predict
@@ -50,6 +51,7 @@ class TrainConfig:
     amp: bool = False
     cache_teacher: bool = True
     cache_limit_mb: float = 1024.0
+    teacher_outputs: str | None = None  # a folder keeping the teacher's outputs by content across runs
     log_every: int = 10
 
     def __post_init__(self) -> None:
@@ -175,7 +177,25 @@ class Trainer:
         if need > cfg.cache_limit_mb:
             self.result.notes.append(f"teacher cache off: needs {need:.0f} MB > cache_limit_mb")
             return None
-        return TeacherCache.build(d, train, self.device)
+        files = self._output_files()
+        if files is None:
+            return TeacherCache.build(d, train, self.device)
+        layers = tuple(getattr(d, "teacher_layers", None) or ())
+        out = files.memo(d.teacher, train.x, layers, lambda: TeacherCache.build(d, train, self.device).output)
+        return TeacherCache(out.to(self.device))
+
+    def _output_files(self) -> OutputFiles | None:
+        folder = self.config.teacher_outputs
+        return OutputFiles(folder) if folder and self.config.cache_teacher else None
+
+    def teacher_logits(self, data: ArrayDataset) -> torch.Tensor | None:
+        """The teacher's logits on ``data`` (on the CPU; from ``config.teacher_outputs`` when stored there)."""
+        teacher = self.distiller.teacher
+        if teacher is None:
+            return None
+        files = self._output_files()
+        compute = lambda: TeacherOutput(predict(teacher, data, device=self.device))  # noqa: E731
+        return (files.memo(teacher, data.x, (), compute) if files else compute()).logits
 
     def _reduce(self, ev: Evaluation) -> Evaluation:
         t = torch.tensor([ev.correct, ev.loss_sum, ev.agree, ev.n], dtype=torch.float64, device=self.device)
@@ -284,7 +304,7 @@ class Trainer:
             torch.manual_seed(cfg.seed)
         cache = self._teacher_cache(train)
         val_loader = self._loader(val, shuffle=False)
-        teacher_val = predict(d.teacher, val, device=self.device) if d.teacher is not None else None
+        teacher_val = self.teacher_logits(val)
         if teacher_val is not None:
             tev = score(teacher_val, val.y)  # the whole val set on every rank: no reduce
             self.result.teacher = {"val_acc": tev.acc, "val_loss": tev.loss}

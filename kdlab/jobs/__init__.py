@@ -11,6 +11,8 @@
 - ``diffusion``: a diffusion teacher distilled into a few-step student (``kdlab.diffusion``), quality per step.
 - ``shift``: studies of distillation under distribution shift (``kdlab.shift``): the 8-target benchmark,
   Meta-DMoE, pair gains of complementary transfer, source-free adaptation, KD3, HARD.
+- ``sweep``: configurations of an experiment spec searched with Optuna or Ray Tune, trials as training runs,
+  bad ones pruned early (``kdlab.sweeps``).
 - ``student_choice``: candidate students ranked for a run's teacher without training (DisWOT).
 
 ``kdlab.submit(kind, **params)`` (or ``kdlab.launch({"kind": ..., "params": {...}})``) runs one in the background.
@@ -27,6 +29,7 @@ from kdlab.jobs import (  # noqa: F401  (importing a module registers its kind)
     neighbours,
     shift,
     student_choice,
+    sweep,
     train,
     transfer_rank,
 )

@@ -67,7 +67,7 @@ REPORT_SECTIONS: dict[str, ReportSection] = {}
 # Modules whose import registers a section (an analysis issue adds its module here, one line).
 SECTION_MODULES: list[str] = ["kdlab.report.representations", "kdlab.report.transfer", "kdlab.report.shift",
                               "kdlab.report.frequency", "kdlab.report.condense", "kdlab.report.text",
-                              "kdlab.report.diffusion"]
+                              "kdlab.report.diffusion", "kdlab.report.sweeps"]
 
 
 def register_report_section(name: str, section: ReportSection | None = None) -> Any:

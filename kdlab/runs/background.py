@@ -15,7 +15,7 @@ import pandas as pd
 
 from kdlab.errors import CheckpointError, ConfigError
 from kdlab.runs.executors import checkpoint_note, get_executor
-from kdlab.runs.job import Progress, get_job, kind_of
+from kdlab.runs.job import SPEC_KINDS, Progress, get_job, kind_of
 from kdlab.runs.preflight import preflight
 from kdlab.runs.scheduler import mark_gone, reconcile, refresh, start_queued
 from kdlab.runs.spec import ExperimentSpec, JobSpec, load_job
@@ -83,7 +83,11 @@ def resume_run(store: Store, run_id: str) -> str:
     if run.status == "completed":
         raise ConfigError(f"run {run_id} is completed; launch a new run to train further")
     last = store.run_dir(run_id) / "checkpoints" / "last.pt"
-    if last.exists():
+    kind = kind_of(run.spec)
+    if kind not in SPEC_KINDS:
+        note = (f"resume requested: the {kind} job continues from what its run folder holds"
+                if get_job(kind).resumable else f"resume requested: {kind} jobs start over")
+    elif last.exists():
         state = check_checkpoint(last)
         note = f"resume requested: continues after epoch {int(state['epoch'])} (step {int(state['global_step'])})"
     else:

@@ -1,4 +1,4 @@
-"""The run-store commands of the ``kdlab`` CLI: launch, runs, status, cancel, resume, logs.
+"""The run-store commands of the ``kdlab`` CLI: launch, runs, status, cancel, resume, logs, export.
 
 Each is a thin wrapper over the Python API (``kdlab.launch``, ``kdlab.open_store``, ``RunHandle``);
 ``kdlab.cli`` adds them with ``add_run_commands``.
@@ -114,6 +114,15 @@ def cmd_logs(args: argparse.Namespace) -> None:
         time.sleep(0.5)
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from kdlab.runs.tracking import export_runs
+
+    for e in export_runs(_store(args), args.runs, to=args.to, uri=args.uri, experiment=args.experiment,
+                         checkpoints=args.checkpoints):
+        what = "up to date, skipped" if e.skipped else f"{e.rows} metric rows"
+        print(f"{e.run_id}  {e.to}  {e.location}  ({what})", flush=True)
+
+
 def add_run_commands(sub: argparse._SubParsersAction) -> None:
     """Add the run-store subcommands to the ``kdlab`` parser."""
 
@@ -148,3 +157,12 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", action="store_true", help="print the worker's stdout/stderr instead")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
     p.set_defaults(fn=cmd_logs)
+    p = parser("export", "mirror runs to MLflow or TensorBoard (params, metrics, summary, files, status)", run=False)
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run ids (or unique id prefixes, or unique run names)")
+    p.add_argument("--to", required=True, choices=("mlflow", "tensorboard"), help="where to mirror the runs")
+    p.add_argument("--uri", help="MLflow tracking URI (folder, file:, sqlite:///, http(s)://; default "
+                   "MLFLOW_TRACKING_URI, else sqlite:///<store>/mlflow.db) or TensorBoard folder (default "
+                   "<store>/tensorboard)")
+    p.add_argument("--experiment", default="kdlab", help="MLflow experiment name (default: kdlab)")
+    p.add_argument("--checkpoints", action="store_true", help="also upload checkpoints/*.pt (MLflow)")
+    p.set_defaults(fn=cmd_export)

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from kdlab.errors import ConfigError, unknown
+from kdlab.runs.forkserver import ForkServer
 from kdlab.runs.store import RunRecord, Store, hostname
 
 if TYPE_CHECKING:
@@ -129,7 +130,17 @@ class Executor:
 
 @register_executor("local")
 class LocalExecutor(Executor):
-    """Each run in a detached ``python -m kdlab.runs.worker`` process on this machine."""
+    """Each run in a detached ``python -m kdlab.runs.worker`` process on this machine (or, once
+    ``use_fork_server`` was called in this process, forked from a fork server that has the imports done)."""
+
+    def __init__(self) -> None:
+        self.fork_server: ForkServer | None = None
+
+    def use_fork_server(self) -> None:
+        """Start this process's single-process workers through a fork server (``kdlab.runs.forkserver``): a run
+        starts in ~0.1 s instead of ~3 s. A sweep's process does this for its trials."""
+        if self.fork_server is None or not self.fork_server.alive():
+            self.fork_server = ForkServer()
 
     def check(self, spec: ExperimentSpec) -> None:
         n = spec.resources.processes
@@ -160,15 +171,22 @@ class LocalExecutor(Executor):
             env.setdefault(var, value)
         return env
 
-    def start(self, store: Store, run: RunRecord) -> subprocess.Popen:
+    def start(self, store: Store, run: RunRecord) -> subprocess.Popen | None:
         assert run.run_dir is not None
         run.run_dir.mkdir(parents=True, exist_ok=True)
         cwd = run.options.get("cwd")
         cwd = cwd if cwd and os.path.isdir(cwd) else None
+        forked = self.fork_server is not None and int(run.spec.get("resources", {}).get("processes", 1)) == 1
         with open(run.run_dir / LOG_NAME, "ab") as log:
-            log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} attempt {run.attempt}: "
-                      f"{' '.join(self.command(store, run))}\n".encode())
+            how = "forked by the fork server" if forked else " ".join(self.command(store, run))
+            log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} attempt {run.attempt}: {how}\n".encode())
             log.flush()
+        if forked:  # no Popen here: the server reaps it, and the store notices its end (reconcile)
+            pid = self.fork_server.start_worker(run.id, str(store.root), run.run_dir / LOG_NAME, cwd,
+                                                self.environment(run))
+            store.update_run(run.id, pid=pid, pid_start=_create_time(pid), host=hostname())
+            return None
+        with open(run.run_dir / LOG_NAME, "ab") as log:
             proc = subprocess.Popen(self.command(store, run), stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
                                     cwd=cwd, env=self.environment(run))

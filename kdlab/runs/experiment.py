@@ -66,9 +66,11 @@ def load_splits(spec: ExperimentSpec) -> Splits:
 
 def train_config(optim: OptimSpec, seed: int, device: str, amp: bool = False, cache_teacher: bool = True,
                  log_every: int = 10) -> TrainConfig:
-    """The trainer's settings from a spec's optimisation section."""
+    """The trainer's settings from a spec's optimisation section (a cached teacher's outputs are kept on disk by
+    content, ``kdlab.distill.teacher_outputs``, so re-runs and a sweep's trials compute them once)."""
+    outputs = str(cache_dir("teacher_outputs")) if cache_teacher else None
     return TrainConfig.from_optim(optim, seed=seed, device=device, amp=amp, cache_teacher=cache_teacher,
-                                  log_every=log_every)
+                                  log_every=log_every, teacher_outputs=outputs)
 
 
 def build_model(ms: ModelSpec, data: ArrayDataset) -> nn.Module:
@@ -199,7 +201,7 @@ def run_experiment(source: Any, run_dir: str | Path | None = None, callbacks: Se
     training when it is not cached yet.
     """
     spec = load_spec(source)
-    preflight(spec)
+    preflight(spec, tracking=False)  # a tracking target never fails the run (see kdlab.runs.tracking)
     device = pick_device(spec.device)
     splits = load_splits(spec)
     teacher, teacher_meta = (get_teacher(spec, splits, device, teacher_callbacks) if spec.teacher is not None
@@ -220,7 +222,7 @@ def run_experiment(source: Any, run_dir: str | Path | None = None, callbacks: Se
     result = ExperimentResult(spec.to_dict(), history=fit.history, notes=fit.notes,
                               environment=environment(str(trainer.device)))
     dev = trainer.device
-    t_test = predict(teacher, splits.test, device=dev) if teacher is not None else None
+    t_test = trainer.teacher_logits(splits.test)
     if teacher is not None:
         tev = score(t_test, splits.test.y)
         val = {f"val/{k.removeprefix('val_')}": v for k, v in (fit.teacher or {}).items()}

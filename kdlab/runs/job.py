@@ -24,6 +24,9 @@ JOBS = Registry("job kind")
 KIND_MODULES = ("kdlab.jobs",)  # imported on first look-up: their import registers the built-in kinds
 PLUGINS_ENV = "KDLAB_JOB_MODULES"  # comma-separated modules of the user's own kinds (workers import them too)
 SPEC_KINDS = ("train", "condense")  # kinds whose spec is an ExperimentSpec (``task: distill | condense``)
+#: kinds whose worker only launches other runs and waits on them (a sweep): they take no slot of the queue, so the
+#: runs they launch get the slots
+CONTROLLER_KINDS = ("sweep",)
 PROGRESS = "progress"  # the metric kind of progress rows (keys ``progress/done``, ``progress/total``)
 _loaded: list[bool] = []
 

@@ -11,11 +11,13 @@ from pathlib import Path
 from kdlab.distill.trainer import pick_device
 from kdlab.errors import ConfigError, Issue, KdlabError
 from kdlab.runs.spec import ExperimentSpec, JobSpec
+from kdlab.runs.tracking.targets import tracking_issues
 
 
-def preflight(spec: ExperimentSpec | JobSpec, *, local: bool = True) -> None:
+def preflight(spec: ExperimentSpec | JobSpec, *, local: bool = True, tracking: bool = True) -> None:
     """Raise one ConfigError listing every need of ``spec`` this machine cannot meet (``local=False``: the run
-    goes to another machine, such as a Ray node, so the device is checked there)."""
+    goes to another machine, such as a Ray node, so the device is checked there; ``tracking=False``: inside the
+    run, where a tracking target's problem is the mirror's to report, not a reason to fail)."""
     issues: list[Issue] = []
     if local:
         try:
@@ -27,6 +29,8 @@ def preflight(spec: ExperimentSpec | JobSpec, *, local: bool = True) -> None:
             model = getattr(spec, section)
             if model is not None and model.checkpoint:
                 issues += _checkpoint_issues(Path(model.checkpoint), (section, "checkpoint"))
+    if tracking:
+        issues += tracking_issues(spec)  # the tracking package is installed, its folder writable
     if issues:
         raise ConfigError(f"the spec {spec.name!r} cannot run here:\n  " + "\n  ".join(map(str, issues)),
                           issues=issues)

@@ -38,10 +38,11 @@ from typing import Any
 
 from kdlab.errors import ConfigError
 from kdlab.runs.executors import HEARTBEAT_S, LOG_NAME, Executor, register_executor
+from kdlab.runs.job import CONTROLLER_KINDS
 from kdlab.runs.store import RunRecord, Store
 
 _PROXIED = ("get_run", "update_run", "log", "heartbeat", "set_status", "add_metrics", "truncate_metrics",
-            "metrics", "run_dir")
+            "metrics", "run_dir", "create_run", "tag_run")
 
 
 def _ray():
@@ -119,7 +120,7 @@ def _task(run_id: str, sink: Any, root: str, driver_node: str, env: dict[str, st
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # KDLAB_* of the launching process (teacher cache, ...), for this task only
     try:
-        return _run(run_id, sink, root, driver_node)
+        return run_task(run_id, sink, root, driver_node)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -128,7 +129,9 @@ def _task(run_id: str, sink: Any, root: str, driver_node: str, env: dict[str, st
                 os.environ[k] = v
 
 
-def _run(run_id: str, sink: Any, root: str, driver_node: str) -> str:
+def run_task(run_id: str, sink: Any, root: str, driver_node: str) -> str:
+    """Execute run ``run_id`` in this Ray process through the store actor ``sink``; returns its status (the body
+    of every Ray run: a task of this executor, or a Ray Tune trial of a sweep)."""
     import ray
 
     from kdlab.runs.worker import _set_threads, execute
@@ -174,6 +177,10 @@ class RayExecutor(Executor):
 
     def check(self, spec: Any) -> None:
         _ray()
+        if getattr(spec, "kind", None) in CONTROLLER_KINDS:
+            raise ConfigError(f"executor: a {spec.kind} job runs in a local process that launches and follows "
+                              "its runs; to run a sweep's trials on Ray, give the sweep `executor: ray` "
+                              "(kdlab.sweep(..., executor='ray'))")
         if spec.resources.processes > 1:
             raise ConfigError(f"resources.processes: the 'ray' executor runs one process per run, got "
                               f"{spec.resources.processes}; use the 'local' executor for multi-process DDP")
@@ -181,7 +188,8 @@ class RayExecutor(Executor):
     def max_concurrent(self, store: Store) -> int | None:
         return None  # Ray queues tasks on the cluster's resources
 
-    def _sink(self, root: str) -> Any:
+    def sink(self, root: str) -> Any:
+        """The actor that applies Ray workers' store calls to the store at ``root`` (one per store)."""
         ray = _ray()
         if root not in self._sinks:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -205,7 +213,7 @@ class RayExecutor(Executor):
             _remote_task = ray.remote(_task)
         task = _remote_task.options(num_cpus=float(res.get("cpus", 1.0)), num_gpus=float(res.get("gpus", 0.0)),
                                          max_retries=0, name=f"kdlab-run-{run.id}")
-        ref = task.remote(run.id, self._sink(root), root, driver_node, env)
+        ref = task.remote(run.id, self.sink(root), root, driver_node, env)
         store.update_run(run.id, heartbeat=time.time())
         store.log(run.id, f"submitted to Ray ({ray.get_runtime_context().gcs_address}) as a task needing "
                           f"{res.get('cpus', 1.0):g} CPU, {res.get('gpus', 0.0):g} GPU")

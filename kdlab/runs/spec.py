@@ -179,6 +179,39 @@ class CondenseSpec(_Strict):
         return self
 
 
+class TrackingSpec(_Strict):
+    """Mirror the run to MLflow and/or TensorBoard as it is written (``kdlab.runs.tracking``): ``mlflow`` is a
+    tracking URI (a folder, ``file:``, ``sqlite:///``, ``http(s)://``), ``tensorboard`` a folder (one sub-folder
+    per run id), ``experiment`` the MLflow experiment; ``checkpoints`` also uploads ``checkpoints/*.pt``."""
+
+    mlflow: str | None = Field(None, min_length=1, max_length=2000)
+    tensorboard: str | None = Field(None, min_length=1, max_length=2000)
+    experiment: str = Field("kdlab", min_length=1, max_length=200)
+    checkpoints: bool = False
+
+    @model_validator(mode="after")
+    def _target(self) -> TrackingSpec:
+        from kdlab.runs.tracking.targets import MLFLOW_SCHEMES, check_mlflow_uri
+
+        if self.mlflow is None and self.tensorboard is None:
+            msg = ("names no target; give `mlflow: URI` and/or `tensorboard: FOLDER` (or leave `tracking` out); "
+                   "valid fields: mlflow, tensorboard, experiment, checkpoints")
+            raise ConfigError(msg, issues=[Issue((), msg, ("mlflow", "tensorboard"))])
+        if self.mlflow is not None:
+            try:
+                check_mlflow_uri(self.mlflow)
+            except KdlabError as e:
+                raise ConfigError.at("mlflow", str(e), MLFLOW_SCHEMES) from None
+        return self
+
+
+def _without_tracking(d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` without a null ``tracking`` key: specs without one serialise (and hash) as before the field."""
+    if d.get("tracking") is None:
+        d.pop("tracking", None)
+    return d
+
+
 class ExperimentSpec(_Strict):
     """A whole experiment; the same object runs in the foreground, in the background, on N GPUs or Ray.
 
@@ -200,6 +233,7 @@ class ExperimentSpec(_Strict):
     cache_teacher: bool = True
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     tags: list[str] = Field(default_factory=list)
+    tracking: TrackingSpec | None = None
 
     _device = field_validator("device")(classmethod(lambda cls, v: check_device(v)))
 
@@ -223,7 +257,7 @@ class ExperimentSpec(_Strict):
         d = self.model_dump(mode="json")
         if self.task == "distill":  # distillation specs serialise (and hash) exactly as before the task field
             del d["task"], d["condense"]
-        return d
+        return _without_tracking(d)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -399,6 +433,7 @@ class JobSpec(_Strict):
     device: str = "auto"
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     tags: list[str] = Field(default_factory=list)
+    tracking: TrackingSpec | None = None
 
     _device = field_validator("device")(classmethod(lambda cls, v: check_device(v)))
 
@@ -416,7 +451,7 @@ class JobSpec(_Strict):
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        return _without_tracking(self.model_dump(mode="json"))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)

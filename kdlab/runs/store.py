@@ -39,7 +39,7 @@ import pandas as pd
 
 from kdlab.distill.trainer import Callback
 from kdlab.errors import ConfigError, KdlabError, unknown
-from kdlab.runs.job import PROGRESS, Progress, kind_of
+from kdlab.runs.job import CONTROLLER_KINDS, PROGRESS, Progress, kind_of
 
 if TYPE_CHECKING:
     from kdlab.distill.trainer import Trainer, TrainResult
@@ -506,13 +506,17 @@ class Store:
             c.execute(f"UPDATE runs SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?",
                       [*vals, self._known(run_id)])
 
-    def claim_next(self, executor: str, limit: int | None) -> RunRecord | None:
+    def claim_next(self, executor: str, limit: int | None, slotless: Sequence[str] = CONTROLLER_KINDS
+                   ) -> RunRecord | None:
         """Atomically move the oldest queued run of ``executor`` to ``running`` when fewer than ``limit`` of
-        its runs are running (None: no limit); returns it, or None when nothing was claimed."""
+        its runs are running (None: no limit; runs of the ``slotless`` job kinds are not counted); returns it,
+        or None when nothing was claimed."""
         with self._write() as c:
             if limit is not None:
-                n = c.execute("SELECT COUNT(*) FROM runs WHERE status = 'running' AND executor = ?",
-                              (executor,)).fetchone()[0]
+                marks = ",".join("?" * len(slotless))
+                n = c.execute("SELECT COUNT(*) FROM runs WHERE status = 'running' AND executor = ? AND "
+                              f"COALESCE(json_extract(spec, '$.kind'), 'train') NOT IN ({marks})",
+                              (executor, *slotless)).fetchone()[0]
                 if n >= limit:
                     return None
             row = c.execute("SELECT id FROM runs WHERE status = 'queued' AND executor = ? "

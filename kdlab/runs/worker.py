@@ -28,6 +28,7 @@ from kdlab.runs.job import JobContext, get_job, kind_of
 from kdlab.runs.scheduler import start_queued
 from kdlab.runs.spec import load_job
 from kdlab.runs.store import Store, hostname, open_store
+from kdlab.runs.tracking.mirror import start_live_mirror
 
 _state = {"raised": False, "signals": False}
 
@@ -144,6 +145,7 @@ def execute(run_id: str, store_root: str | os.PathLike[str] | None = None, own_p
         print(f"kdlab worker: run {run_id} is {run.status}, not running; nothing to do", flush=True)
         return run.status
     beat: Heartbeat | None = None
+    mirror = None  # the live MLflow/TensorBoard mirror of a spec with ``tracking:`` (rank 0 only)
     run_dir = Path(run_dir) if run_dir is not None else store.run_dir(run_id)
     status = "failed"
     # ray.cancel raises KeyboardInterrupt in a task: a cancel too when the run is interruptible
@@ -167,6 +169,7 @@ def execute(run_id: str, store_root: str | os.PathLike[str] | None = None, own_p
             target = threading.get_ident() if (interruptible and not own_process) else None
             beat = Heartbeat(store, run_id, HEARTBEAT_S, target)
             beat.start()
+            mirror = start_live_mirror(store, run_id, spec, run_dir)  # a resumed run's truncation is noticed
             if store.heartbeat(run_id) and (own_process or interruptible):  # cancelled before we got here
                 raise Cancelled("cancelled before the worker started training")
         if run.resume and is_main and not job.resumable:
@@ -220,6 +223,8 @@ def execute(run_id: str, store_root: str | os.PathLike[str] | None = None, own_p
     finally:
         if beat is not None:
             beat.stop()
+        if mirror is not None:
+            mirror.finish()  # the last rows, summary, files and the status just recorded; never raises
     if is_main and isinstance(store, Store):
         try:
             start_queued(store)  # hand the freed slot to the next queued run

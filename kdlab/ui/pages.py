@@ -28,7 +28,7 @@ PAGES: dict[str, Page] = {}
 # adds its own module here (one line) and touches nothing else.
 PAGE_MODULES: list[str] = ["kdlab.ui.dashboard", "kdlab.ui.representations", "kdlab.ui.shift",
                            "kdlab.ui.frequency", "kdlab.ui.distilled_images", "kdlab.ui.language_models",
-                           "kdlab.ui.diffusion"]
+                           "kdlab.ui.diffusion", "kdlab.ui.sweeps"]
 
 
 def register_page(name: str, builder: Callable[[Any], Any] | None = None, *, order: int = 100,

@@ -274,6 +274,19 @@ def _figures() -> dict:
     figs["loss_curve"] = vc.loss_curve(np.arange(1, 101), np.linspace(3, 1, 100))
     figs["accuracy_bars"] = vc.accuracy_bars(pd.DataFrame({"mean": [0.8, 0.6, 0.7], "std": [0.01, 0.02, 0.01]},
                                                           index=["convnet", "mlp", "resnet8"]))
+    from test_sweeps_page import saved_sweep
+
+    from kdlab.viz import sweeps as vsw
+
+    sweep = saved_sweep(24)
+    figs.update({f"sweep_{k}": f for k, f in vsw.sweep_figures(sweep).items()})
+    figs["sweep_parallel_kd"] = vsw.parallel_coordinates(sweep, method="kd")
+    figs["sweep_advice"] = vsw.advice_bars(pd.DataFrame({
+        "method": ["dkd", "kd", "dist", "nd"], "predicted": [0.91, 0.88, 0.85, np.nan], "trials": [12, 10, 1, 0],
+        "best_seen": [0.92, 0.9, 0.85, np.nan], "best_params": [{"method.params.beta": 4.0}, {}, {}, {}],
+        "sweeps": [["s1"], ["s1"], ["s1"], []], "note": ["", "", "", "never tried"]}))
+    figs["sweep_best_spec"] = vsw.spec_card(sweep.best_spec())
+    figs["sweep_trials_table"] = vsw.trials_table(sweep)
     return figs
 
 

@@ -4,26 +4,6 @@ from pathlib import Path
 
 import pytest
 
-from kdlab.runs.store import Store, open_store
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch) -> Store:
-    monkeypatch.delenv("KDLAB_MAX_CONCURRENT", raising=False)
-    s = open_store(tmp_path / "store")
-    yield s
-    # leave no worker behind: cancel whatever the test left queued or running in its store
-    from kdlab.runs.background import cancel_run
-
-    for rec in s.records(("queued", "running")):
-        if rec.status == "running" and rec.pid is None:  # a record made by the test, no worker behind it
-            s.set_status(rec.id, "cancelled")
-            continue
-        try:
-            cancel_run(s, rec.id, timeout=5)
-        except KeyError:
-            s.set_status(rec.id, "cancelled")
-
 
 @pytest.fixture
 def gated_kind(monkeypatch) -> str:
