@@ -202,7 +202,8 @@ def test_a_failed_run_is_marked_failed(tmp_path):
 def test_a_launched_run_is_mirrored_live_and_marked_cancelled(tmp_path):
     store = open_store(tmp_path / "store")
     uri = f"sqlite:///{tmp_path / 'm.db'}"
-    h = kdlab.launch(tiny_spec(epochs=200, tracking={"mlflow": uri}), store=store, log_every=1)
+    # long enough to still run when MLflow (its sqlite store set up by the worker) has rows, on a busy machine too
+    h = kdlab.launch(tiny_spec(epochs=5000, tracking={"mlflow": uri}), store=store, log_every=1)
     # rows reach MLflow while the run is still going
     client = MlflowClient(uri)
 
