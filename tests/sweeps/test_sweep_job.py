@@ -16,7 +16,7 @@ from kdlab.sweeps.optuna_engine import sampler_of
 from kdlab.sweeps.space import apply_values, check_space
 
 SPACE = {"method.name": ["kd", "dist"], "optim.lr": [0.1, 0.05, 1e-5]}  # the grid runs kd first; 1e-5 learns nothing
-SPEC = tiny_spec(epochs=4, n_train=3000, width=128)  # epochs long enough for the pruner to act between them
+SPEC = tiny_spec(epochs=6, n_train=3000, width=128)  # epochs long enough for the pruner to act between them
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +44,10 @@ def test_trials_are_store_runs_grouped_under_the_sweep(swept):
         hist = store.history(t.run_id)["val/acc"]
         assert [[e, v] for e, v in zip(hist.index, hist, strict=True)] == t.curve  # the curve is the run's
         if t.state == "complete":
-            assert run.status == "completed" and t.value == max(hist) and len(hist) == 4
+            assert run.status == "completed" and t.value == max(hist) and len(hist) == 6
         else:
             assert t.state == "pruned" and run.status == "cancelled" and "pruned" in run.tags
-            assert len(hist) < 4
+            assert len(hist) < 6
     best = result.best
     assert best.value == max(t.value for t in result.trials if t.state == "complete")
     assert h.record.summary["best/value"] == best.value and h.record.summary["trials"] == 6
@@ -59,7 +59,7 @@ def test_a_grid_runs_each_configuration_once_in_order(swept):
     assert result.n_trials == 6  # 10 asked, the grid has 6
     assert [t.params for t in result.trials] == check_space(SPACE, SPEC).grid()
     pruned = [t for t in result.trials if t.state == "pruned"]
-    assert 2 in {t.number for t in pruned} and "pruned after epoch 1" in result.trials[2].note
+    assert 2 in {t.number for t in pruned} and result.trials[2].note.startswith("pruned after epoch ")
     assert all(t.value is not None for t in result.trials)
 
 
