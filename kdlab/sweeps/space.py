@@ -142,6 +142,8 @@ def apply_values(base: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str
     method = values.get("method.name")
     if method is not None and method != (spec.get("method") or {}).get("name", "kd"):
         spec["method"] = {"name": method, "params": {}}
+    elif method is not None:
+        spec["method"] = {"params": {}, **(spec.get("method") or {}), "name": method}
     for path, value in values.items():
         if path != "method.name":
             _set(spec, path, value)
@@ -263,7 +265,5 @@ def check_space(source: Any, base_spec: Mapping[str, Any]) -> Space:
                     raise ConfigError.at(f"space.{d.where}", f"{brief(v)}{who} is not valid: {detail}") from None
                 if d.choices is None:
                     integer = isinstance(_get(checked, d.path), int) and not isinstance(_get(checked, d.path), bool)
-        if integer and (not float(d.low).is_integer() or not float(d.high).is_integer()):
-            raise ConfigError.at(f"space.{d.where}", f"{d.path} is a whole number; give whole-number low/high")
         dims.append(Dim(d.path, d.choices, d.low, d.high, d.log, d.step, integer, d.method))
     return Space(tuple(dims), space.raw)

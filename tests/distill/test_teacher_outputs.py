@@ -68,3 +68,27 @@ def test_a_damaged_file_is_recomputed(tiny_teacher, tmp_path):
     again = files.memo(tiny_teacher, x, (), lambda: TeacherOutput(tiny_teacher(x).detach()))
     assert torch.equal(made.logits, again.logits) and torch.load(path, weights_only=True)["logits"].shape == (8, 4)
     assert OutputFiles(tmp_path, limit_mb=0.0).put("big", made) is None and not (tmp_path / "big.pt").exists()
+
+
+def test_the_size_limit_counts_logits_and_features(tmp_path):
+    from kdlab.distill.base import TeacherOutput
+
+    out = TeacherOutput(torch.zeros(1024, 128), {"f": torch.zeros(1024, 128)})  # 0.5 MiB + 0.5 MiB of float32
+    OutputFiles(tmp_path, limit_mb=0.999).put("over", out)
+    OutputFiles(tmp_path, limit_mb=1.0).put("at", out)
+    assert not (tmp_path / "over.pt").exists() and (tmp_path / "at.pt").exists()
+    got = OutputFiles(tmp_path).get("at")
+    assert torch.equal(got.logits, out.logits) and torch.equal(got.features["f"], out.features["f"])
+
+
+def test_inputs_that_require_grad_and_files_holding_more_than_tensors(tiny_teacher, tmp_path):
+    from kdlab.distill.base import TeacherOutput
+
+    x = blobs(8, 0).x
+    assert output_key(tiny_teacher, x.clone().requires_grad_()) == output_key(tiny_teacher, x)
+    key = output_key(tiny_teacher, x)
+    torch.save({"logits": torch.ones(8, 4), "features": {}, "extra": Exception("code")}, tmp_path / f"{key}.pt")
+    files = OutputFiles(tmp_path)
+    assert files.get(key) is None  # weights_only: a file that needs arbitrary unpickling is not trusted
+    made = files.memo(tiny_teacher, x, (), lambda: TeacherOutput(torch.zeros(8, 4)))
+    assert torch.equal(made.logits, torch.zeros(8, 4)) and torch.equal(files.get(key).logits, made.logits)

@@ -113,3 +113,62 @@ def test_parse_space_reads_yaml_files(tmp_path):
     space = parse_space(path)
     assert [d.path for d in space.dims] == ["method.name", "optim.lr"]
     assert math.isclose(space.dims[1].high, 0.1)
+
+
+@pytest.mark.parametrize("space, where, says", [
+    ({"optim.lr": {"low": "a", "high": 0.2}}, "space.optim.lr", "low: expected a finite number"),
+    ({"optim.lr": {"low": True, "high": 0.2}}, "space.optim.lr", "low: expected a finite number"),
+    ({"optim.lr": {"low": 0.1, "high": 0.1}}, "space.optim.lr", "below high"),
+    ({"optim.lr": {"low": 0.1, "high": 0.2, "step": 0}}, "space.optim.lr", "step: expected a number > 0"),
+    ({"optim.lr": {"low": 0.1, "high": 0.2, "step": True}}, "space.optim.lr", "step: expected a number > 0"),
+    ({"method.name": ["kd"], "method.params": {"kd": {}}}, "space.method.params.kd", "non-empty mapping"),
+    ({"method.name": ["kd", "dist"], "method.params": {"kd": {"temperature": [2.0]}, "nd": {"temperature": [2.0]}}},
+     "space.method.params", "method(s) ['nd'] are not"),
+])
+def test_more_bad_spaces(space, where, says):
+    with pytest.raises(ConfigError) as e:
+        check_space(space, BASE)
+    assert str(e.value).startswith(where + ":") and says in str(e.value)
+
+
+def test_messages_name_the_method_only_for_a_shared_field():
+    with pytest.raises(ConfigError) as shared:
+        check_space({"method.name": ["kd", "dist"], "method.params.temperature": [2.0]}, BASE)
+    assert "2.0 (method 'dist') is not valid" in str(shared.value)
+    assert "invalid experiment spec" not in str(shared.value)  # the spec's own line, not its title
+    with pytest.raises(ConfigError) as own:
+        check_space({"method.name": ["kd"], "method.params": {"kd": {"temperature": [500.0]}}}, BASE)
+    assert "(method" not in str(own.value) and "500.0 is outside" in str(own.value)
+
+
+def test_per_method_fields_of_the_fixed_method_and_a_base_without_method():
+    space = check_space({"method.params": {"kd": {"temperature": [2.0, 3.0]}}}, BASE)  # kd is the base's method
+    assert [d.name for d in space.dims] == ["kd:method.params.temperature"]
+    dist = {**BASE, "method": {"name": "dist"}}
+    assert [d.name for d in check_space({"method.params": {"dist": {"tau": [2.0]}}}, dist).dims] == [
+        "dist:method.params.tau"]
+    bare = {k: v for k, v in BASE.items() if k != "method"}
+    assert apply_values(bare, {"method.name": "dist", "method.params.tau": 2.0})["method"] == {
+        "name": "dist", "params": {"tau": 2.0}}
+    assert apply_values(bare, {"method.name": "kd"})["method"] == {"name": "kd", "params": {}}
+
+
+def test_grid_steps_reach_high_without_overshooting():
+    def grid(low, high, step):
+        return check_space({"optim.lr": {"low": low, "high": high, "step": step}}, BASE).grid()
+
+    assert [g["optim.lr"] for g in grid(0.1, 0.3, 0.1)] == [0.1, 0.2, 0.3]  # 0.2 / 0.1 is 1.999...: still 3
+    assert [g["optim.lr"] for g in grid(2.0, 5.0, 1.5)] == [2.0, 3.5, 5.0]
+    assert [g["optim.lr"] for g in grid(2.0, 5.0, 2.0)] == [2.0, 4.0]
+    epochs = check_space({"optim.epochs": {"low": 1, "high": 4}}, BASE)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    assert {epochs.suggest(study.ask())["optim.epochs"] for _ in range(40)} == {1, 2, 3, 4}  # every integer
+
+
+def test_engine_params_keep_only_the_drawn_methods_fields():
+    space = check_space({"method.name": ["kd", "nd"], "method.params": {"kd": {"temperature": [2.0]},
+                                                                       "nd": {"temperature": [3.0]}}}, BASE)
+    assert space.engine_params({"method.name": "kd", "method.params.temperature": 2.0}) == {
+        "method.name": "kd", "kd:method.params.temperature": 2.0}
+    parsed = parse_space({"optim.lr": {"low": 0.1, "high": 0.2}, "method.name": ["kd"]})
+    assert not any(d.integer or d.log for d in parsed.dims)  # decided by check_space, from the spec
