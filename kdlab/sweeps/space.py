@@ -142,8 +142,9 @@ def apply_values(base: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str
     method = values.get("method.name")
     if method is not None and method != (spec.get("method") or {}).get("name", "kd"):
         spec["method"] = {"name": method, "params": {}}
-    elif method is not None:
-        spec["method"] = {"params": {}, **(spec.get("method") or {}), "name": method}
+    elif method is not None:  # the base's method: its parameters stay
+        spec["method"] = {"name": method, "params": {}, **{k: v for k, v in (spec.get("method") or {}).items()
+                                                           if k != "name"}}
     for path, value in values.items():
         if path != "method.name":
             _set(spec, path, value)

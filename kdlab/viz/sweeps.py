@@ -314,7 +314,7 @@ def trials_table(result: SweepResult, title: str | None = None) -> go.Figure:
         return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
 
     values = [list(frame["number"]), list(frame["state"]), [num(v, ".4g") for v in frame["value"]],
-              list(frame["epochs"]), [num(v, ".0f") for v in frame["duration_s"]],
+              list(frame["epochs"]), [num(v, ".1f") for v in frame["duration_s"]],
               *[["–" if v is None or (isinstance(v, float) and math.isnan(v)) else plotly_text(_fmt(v))
                  for v in frame[k]] for k in keys],
               [plotly_text(str(r)[len(day):] if r else "–") for r in frame["run_id"]]]
