@@ -54,10 +54,14 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_best(args: argparse.Namespace, sweep_id: str) -> None:
+    from kdlab.runs.job import kind_of
     from kdlab.sweeps.result import read_sweep
 
     store = _store(args)
     run = store.get_run(store.resolve(sweep_id))
+    if kind_of(run.spec) != "sweep":
+        raise ConfigError(f"run {run.id} is a {kind_of(run.spec)} run, not a sweep; `kdlab runs` lists the sweeps "
+                          "(kind sweep)")
     result = read_sweep(run.run_dir)
     if result is None or result.best is None:
         raise ConfigError(f"sweep {run.id} has no finished trial yet ({run.status})")

@@ -80,6 +80,8 @@ def test_best_spec_and_the_cli(swept, capsys):
     assert load_spec(printed).to_dict() == store.get_run(result.best.run_id).spec  # the winning run's own spec
     assert main(["sweep", "best", "nope", "--store", str(store.root)]) == 2
     assert "unknown run 'nope'" in capsys.readouterr().err
+    assert main(["sweep", "best", result.best.run_id, "--store", str(store.root)]) == 2  # a trial, not the sweep
+    assert "is a train run, not a sweep" in capsys.readouterr().err
 
 
 def test_cli_launch_refuses_a_bad_space(tmp_path, capsys, store):
