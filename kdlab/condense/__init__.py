@@ -5,10 +5,14 @@ exported as PNG grids); ``evaluate_sets(sets, test)`` trains fresh networks on i
 """
 from __future__ import annotations
 
-from kdlab.condense.distill import METHODS, CondenseConfig, channel_stats, condense
-from kdlab.condense.evaluate import CONVNET_PARAMS, EvalConfig, evaluate_sets, summarize
+from kdlab.condense.distill import Condensation, CondenseConfig, channel_stats, condense
+from kdlab.condense.evaluate import CONVNET_PARAMS, CROSS_ARCHITECTURES, EvalConfig, evaluate_sets, summarize
+from kdlab.condense.methods import CONDENSERS, Condensed, method_names, register_condenser
 from kdlab.condense.neighbours import nearest_real
 from kdlab.condense.synthetic import SyntheticSet
 
-__all__ = ["CONVNET_PARAMS", "METHODS", "CondenseConfig", "EvalConfig", "SyntheticSet", "channel_stats", "condense",
-           "evaluate_sets", "nearest_real", "summarize"]
+METHODS = method_names()
+
+__all__ = ["CONDENSERS", "CONVNET_PARAMS", "CROSS_ARCHITECTURES", "METHODS", "Condensation", "CondenseConfig",
+           "Condensed", "EvalConfig", "SyntheticSet", "channel_stats", "condense", "evaluate_sets", "method_names",
+           "nearest_real", "register_condenser", "summarize"]

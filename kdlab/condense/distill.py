@@ -1,9 +1,11 @@
 """``condense(train, config)``: distil a training set into ``ipc`` synthetic images per class.
 
-Methods: ``dm`` (distribution matching), ``datadam`` (attention matching), ``dc`` (gradient matching),
-and the selection baselines ``random`` and ``herding``. DSA augmentation and the FYI flip are switches.
-Everything is drawn from ``seed`` (a private generator and a forked global RNG), so the same seed gives
-the same synthetic set. Work happens in normalised space (per-channel mean/std of the real data).
+The methods are registered in ``kdlab.condense.methods`` (``CONDENSERS``); this module holds the first wave:
+``dm`` (distribution matching), ``datadam`` (attention matching), ``dc`` (gradient matching), and the selection
+baselines ``random`` and ``herding``; DSA augmentation and the FYI flip are switches. A ``Condensation`` is one
+distillation in progress, the contract every method works through. Everything is drawn from ``seed`` (a private
+generator and a forked global RNG), so the same seed gives the same synthetic set. Work happens in normalised
+space (per-channel mean/std of the real data).
 """
 from __future__ import annotations
 
@@ -31,13 +33,12 @@ from kdlab.condense.matching import (
     stage_paths,
     stages_and_embedding,
 )
+from kdlab.condense.methods import CONDENSERS, Condensed, is_learned, register_condenser
 from kdlab.condense.synthetic import SyntheticSet
 from kdlab.data.base import ArrayDataset
 from kdlab.errors import ConfigError
 from kdlab.models import MODELS, create
 
-METHODS = ("dm", "datadam", "dc", "random", "herding")
-LEARNED = ("dm", "datadam", "dc")
 INITS = ("real", "noise")
 LABELS = ("hard", "soft")
 HERDING_FEATURES = ("convnet", "pixel")
@@ -74,10 +75,13 @@ class CondenseConfig:
     reference_epochs: int = 5  # training of the ConvNet used for herding features and soft labels
     soft_temperature: float = 1.0
     snapshot_every: int = 50
+    method_params: dict[str, Any] = field(default_factory=dict)  # the method's own declared parameters
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name, choices in (("method", METHODS), ("init", INITS), ("labels", LABELS),
+        CONDENSERS.entry(self.method, where="condense.method")
+        self.method_params = CONDENSERS.validate(self.method, self.method_params, where="condense.method_params")
+        for name, choices in (("init", INITS), ("labels", LABELS),
                               ("herding_features", HERDING_FEATURES)):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"condense.{name}: {getattr(self, name)!r} is not one of {list(choices)}")
@@ -127,11 +131,15 @@ def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]
     return tuple(xd.mean(1).tolist()), tuple(xd.std(1).clamp_min(1e-6).tolist())
 
 
-class _Job:
-    """The state of one distillation: normalised real data, generator, synthetic tensor, optimiser."""
+class Condensation:
+    """One distillation in progress, what every method works through: the normalised real data (``real``, its
+    per-class positions ``members``), the private generator ``g``, fresh networks, siamese augmentation, progress
+    reporting and the pixel-learning loop (``learn``). ``start``: a snapshot to continue from (learned methods)."""
 
-    def __init__(self, train: ArrayDataset, cfg: CondenseConfig, progress: Progress | None):
-        self.cfg, self.progress = cfg, progress
+    def __init__(self, train: ArrayDataset, cfg: CondenseConfig, progress: Progress | None,
+                 start: SyntheticSet | None = None):
+        self.cfg, self.progress, self.start = cfg, progress, start
+        self.params = cfg.method_params
         self.members = check_ipc(train, cfg.ipc)
         self.k = train.num_classes
         self.train = train
@@ -147,8 +155,11 @@ class _Job:
         self.times: list[float] = []
 
     # -- helpers --------------------------------------------------------------------------------
-    def new_net(self) -> nn.Module:
-        return create(self.cfg.model, self.k, self.train.in_shape, **self.cfg.model_params)
+    def new_net(self, model: str | None = None, **params: Any) -> nn.Module:
+        """A freshly initialised network: the config's model (and its params), or ``model`` with ``params``."""
+        if model is None:
+            return create(self.cfg.model, self.k, self.train.in_shape, **self.cfg.model_params)
+        return create(model, self.k, self.train.in_shape, **params)
 
     def real_batch(self) -> torch.Tensor:
         """``b`` random real images of every class, class-major (K * b, C, H, W)."""
@@ -173,6 +184,10 @@ class _Job:
         take = (torch.arange(k).view(-1, 1) * per_r + j.view(1, -1)).flatten()
         return augment.apply(xr, p), augment.apply(xs, p.take(take))
 
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """DSA on one batch (a fresh draw per sample), or ``x`` when augmentation is off."""
+        return augment.apply(x, augment.sample(len(x), self.ops, self.g)) if self.ops else x
+
     def snapshot(self, syn: torch.Tensor, it: int) -> SyntheticSet:
         return SyntheticSet(syn.detach() * self.s + self.m, self.y_syn.clone(), list(self.train.classes),
                             self.mean, self.std, meta={"iteration": it})
@@ -184,36 +199,36 @@ class _Job:
         snap = it == 0 or last or (every > 0 and it % every == 0)
         self.progress(it, metrics, self.snapshot(syn, it) if snap else None)
 
-    # -- methods --------------------------------------------------------------------------------
     def init_syn(self) -> torch.Tensor:
+        """The starting images: ``ipc`` random real ones per class (``init: real``) or Gaussian noise."""
         if self.cfg.init == "real":
             return self.real[random_real(self.train, self.cfg.ipc, self.g)].clone()
         return torch.randn(self.k * self.cfg.ipc, *self.train.in_shape, generator=self.g)
 
-    def run(self, start: SyntheticSet | None = None) -> torch.Tensor:
-        """Learn the synthetic images; from ``start`` (a snapshot: its images and iteration) when given."""
-        first = 1
-        if start is None:
-            syn = self.init_syn()
-        else:
-            if start.x.shape != (self.k * self.cfg.ipc, *self.train.in_shape):
-                raise ConfigError(f"start: a snapshot of {tuple(start.x.shape)} images does not fit IPC "
-                                  f"{self.cfg.ipc} of {self.k} classes of {self.train.in_shape}")
-            syn = (start.x - self.m) / self.s
-            first = int(start.meta.get("iteration", 0)) + 1
-            self.g.manual_seed(self.cfg.seed + first)  # a fresh, reproducible stream for the rest
-        syn = syn.clone().requires_grad_(True)
-        opt = torch.optim.SGD([syn], lr=self.cfg.step_lr, momentum=self.cfg.momentum_img)
-        step = {"dm": self.dm_step, "datadam": self.dam_step, "dc": self.dc_step}[self.cfg.method]
-        if start is None:
+    def start_images(self) -> tuple[torch.Tensor, int]:
+        """The images to learn from and the first iteration: ``init_syn()`` and 1, or the snapshot ``start``
+        (its images and its iteration + 1; the random stream restarts from ``seed + first``)."""
+        if self.start is None:
+            return self.init_syn(), 1
+        if self.start.x.shape != (self.k * self.cfg.ipc, *self.train.in_shape):
+            raise ConfigError(f"start: a snapshot of {tuple(self.start.x.shape)} images does not fit IPC "
+                              f"{self.cfg.ipc} of {self.k} classes of {self.train.in_shape}")
+        first = int(self.start.meta.get("iteration", 0)) + 1
+        self.g.manual_seed(self.cfg.seed + first)  # a fresh, reproducible stream for the rest
+        return (self.start.x - self.m) / self.s, first
+
+    def learn(self, syn: torch.Tensor, first: int, step: Callable[[int], float | dict[str, float]]) -> torch.Tensor:
+        """Run ``step(it)`` for iterations ``first..iterations`` (it updates ``syn`` in place), timing each one and
+        reporting its metrics (a float is the loss; a dict must hold ``loss``); snapshots of ``syn`` as configured."""
+        if first == 1:
             self.report(0, {"loss": float("nan"), "time_s": 0.0}, syn, last=self.cfg.iterations == 0)
         for it in range(first, self.cfg.iterations + 1):
             t0 = time.perf_counter()
-            loss = step(syn, opt)
+            out = step(it)
+            metrics = dict(out) if isinstance(out, dict) else {"loss": float(out)}
             self.times.append(time.perf_counter() - t0)
-            self.history.append(loss)
-            self.report(it, {"loss": loss, "time_s": self.times[-1]}, syn,
-                        last=it == self.cfg.iterations)
+            self.history.append(float(metrics["loss"]))
+            self.report(it, {**metrics, "time_s": self.times[-1]}, syn, last=it == self.cfg.iterations)
         return syn.detach()
 
     def frozen_net(self) -> nn.Module:
@@ -221,73 +236,6 @@ class _Job:
         for p in net.parameters():
             p.requires_grad_(False)
         return net
-
-    def dm_step(self, syn: torch.Tensor, opt: torch.optim.Optimizer) -> float:
-        net = self.frozen_net()
-        xr, xs = self.augment_pair(self.real_batch(), self.with_flips(syn))
-        with torch.no_grad():
-            fast = channels_last_copy(net)
-            real_means = per_class_means(lambda x: embed(fast, x), xr, self.k)
-        loss = dm_loss(real_means, embed(net, xs), self.k)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return float(loss.detach())
-
-    def dam_step(self, syn: torch.Tensor, opt: torch.optim.Optimizer) -> float:
-        net = self.frozen_net()
-        paths, p = stage_paths(net), self.cfg.attention_p
-        xr, xs = self.augment_pair(self.real_batch(), self.with_flips(syn))
-        with torch.no_grad():
-            fast = channels_last_copy(net)
-
-            def maps(x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-                feats, emb = stages_and_embedding(fast, x, paths)
-                return [attention(f, p) for f in feats], emb
-
-            real = per_class_means(maps, xr, self.k)
-        feats, emb = stages_and_embedding(net, xs, paths)
-        loss = dam_loss(real, ([attention(f, p) for f in feats], emb), self.k, self.cfg.attention_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return float(loss.detach())
-
-    def dc_step(self, syn: torch.Tensor, opt: torch.optim.Optimizer) -> float:
-        net = self.new_net().train()
-        params = [p for p in net.parameters() if p.requires_grad]
-        net_opt = torch.optim.SGD(params, lr=self.cfg.dc_lr_net)
-        outer, inner = self.cfg.dc_loops()
-        total = 0.0
-        for ol in range(outer):
-            xr_all, xs_all = self.augment_pair(self.real_batch(), self.with_flips(syn))
-            per_r, per_s = len(xr_all) // self.k, len(xs_all) // self.k
-            loss = syn.new_zeros(())
-            for c in range(self.k):
-                xr, xs = xr_all[c * per_r:(c + 1) * per_r], xs_all[c * per_s:(c + 1) * per_s]
-                lr_ = F.cross_entropy(net(xr), torch.full((len(xr),), c))
-                g_real = [g.detach() for g in torch.autograd.grad(lr_, params)]
-                ls = F.cross_entropy(net(xs), torch.full((len(xs),), c))
-                g_syn = torch.autograd.grad(ls, params, create_graph=True)
-                loss = loss + gradient_distance(g_real, g_syn)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach())
-            if ol == outer - 1:
-                break
-            x_fixed = self.with_flips(syn.detach())
-            y_fixed = torch.arange(self.k).repeat_interleave(len(x_fixed) // self.k)
-            for _ in range(inner):
-                idx = torch.randperm(len(x_fixed), generator=self.g)[:self.cfg.dc_batch_train]
-                xb = x_fixed[idx]
-                if self.ops:
-                    xb = augment.apply(xb, augment.sample(len(xb), self.ops, self.g))
-                step_loss = F.cross_entropy(net(xb), y_fixed[idx])
-                net_opt.zero_grad(set_to_none=True)
-                step_loss.backward()
-                net_opt.step()
-        return total / outer
 
     def reference_net(self) -> nn.Module:
         """A ConvNet trained on the real data (herding features, soft labels)."""
@@ -297,48 +245,151 @@ class _Job:
         return train_network(net, self.real, self.train.y, cfg, self.g).eval()
 
 
+def _learn_pixels(job: Condensation, step: Callable[[torch.Tensor, torch.optim.Optimizer], float]) -> Condensed:
+    """The loop of DM, DataDAM and DC: SGD with momentum on the images, ``step(syn, opt)`` per iteration."""
+    start, first = job.start_images()
+    syn = start.clone().requires_grad_(True)
+    opt = torch.optim.SGD([syn], lr=job.cfg.step_lr, momentum=job.cfg.momentum_img)
+    return Condensed(job.learn(syn, first, lambda _it: step(syn, opt)), job.y_syn.clone())
+
+
+@register_condenser("dm", learned=True, family="distribution matching")
+def dm(job: Condensation, params: dict[str, Any]) -> Condensed:
+    """Distribution matching (Zhao & Bilen, WACV 2023): class-mean embeddings of random networks."""
+
+    def step(syn: torch.Tensor, opt: torch.optim.Optimizer) -> float:
+        net = job.frozen_net()
+        xr, xs = job.augment_pair(job.real_batch(), job.with_flips(syn))
+        with torch.no_grad():
+            fast = channels_last_copy(net)
+            real_means = per_class_means(lambda x: embed(fast, x), xr, job.k)
+        loss = dm_loss(real_means, embed(net, xs), job.k)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    return _learn_pixels(job, step)
+
+
+@register_condenser("datadam", learned=True, family="distribution matching")
+def datadam(job: Condensation, params: dict[str, Any]) -> Condensed:
+    """DataDAM (Sajedi et al., ICCV 2023): spatial attention maps of every stage plus the DM term."""
+
+    def step(syn: torch.Tensor, opt: torch.optim.Optimizer) -> float:
+        net = job.frozen_net()
+        paths, p = stage_paths(net), job.cfg.attention_p
+        xr, xs = job.augment_pair(job.real_batch(), job.with_flips(syn))
+        with torch.no_grad():
+            fast = channels_last_copy(net)
+
+            def maps(x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+                feats, emb = stages_and_embedding(fast, x, paths)
+                return [attention(f, p) for f in feats], emb
+
+            real = per_class_means(maps, xr, job.k)
+        feats, emb = stages_and_embedding(net, xs, paths)
+        loss = dam_loss(real, ([attention(f, p) for f in feats], emb), job.k, job.cfg.attention_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    return _learn_pixels(job, step)
+
+
+@register_condenser("dc", learned=True, family="gradient matching")
+def dc(job: Condensation, params: dict[str, Any]) -> Condensed:
+    """Dataset condensation by gradient matching (Zhao et al., ICLR 2021); with DSA when ``dsa`` is on."""
+    cfg = job.cfg
+
+    def step(syn: torch.Tensor, opt: torch.optim.Optimizer) -> float:
+        net = job.new_net().train()
+        net_params = [p for p in net.parameters() if p.requires_grad]
+        net_opt = torch.optim.SGD(net_params, lr=cfg.dc_lr_net)
+        outer, inner = cfg.dc_loops()
+        total = 0.0
+        for ol in range(outer):
+            xr_all, xs_all = job.augment_pair(job.real_batch(), job.with_flips(syn))
+            per_r, per_s = len(xr_all) // job.k, len(xs_all) // job.k
+            loss = syn.new_zeros(())
+            for c in range(job.k):
+                xr, xs = xr_all[c * per_r:(c + 1) * per_r], xs_all[c * per_s:(c + 1) * per_s]
+                lr_ = F.cross_entropy(net(xr), torch.full((len(xr),), c))
+                g_real = [g.detach() for g in torch.autograd.grad(lr_, net_params)]
+                ls = F.cross_entropy(net(xs), torch.full((len(xs),), c))
+                g_syn = torch.autograd.grad(ls, net_params, create_graph=True)
+                loss = loss + gradient_distance(g_real, g_syn)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+            if ol == outer - 1:
+                break
+            x_fixed = job.with_flips(syn.detach())
+            y_fixed = torch.arange(job.k).repeat_interleave(len(x_fixed) // job.k)
+            for _ in range(inner):
+                idx = torch.randperm(len(x_fixed), generator=job.g)[:cfg.dc_batch_train]
+                step_loss = F.cross_entropy(net(job.augment(x_fixed[idx])), y_fixed[idx])
+                net_opt.zero_grad(set_to_none=True)
+                step_loss.backward()
+                net_opt.step()
+        return total / outer
+
+    return _learn_pixels(job, step)
+
+
+@register_condenser("random", learned=False, family="selection")
+def random_selection(job: Condensation, params: dict[str, Any]) -> Condensed:
+    """Random real images of each class (the field's baseline)."""
+    return Condensed(job.real[random_real(job.train, job.cfg.ipc, job.g)].clone(), job.y_syn.clone())
+
+
+@register_condenser("herding", learned=False, family="selection")
+def herding_selection(job: Condensation, params: dict[str, Any]) -> Condensed:
+    """Herding (Welling, ICML 2009) on the features of a ConvNet trained briefly on the data (or on pixels)."""
+    ref = job.reference_net() if job.cfg.herding_features == "convnet" else None
+    idx = herding(ArrayDataset(job.real, job.train.y, classes=list(job.train.classes)), job.cfg.ipc,
+                  embed=(lambda x: embed(ref, x)) if ref is not None else None)
+    return Condensed(job.real[idx].clone(), job.y_syn.clone(), meta={"reference": ref})
+
+
 def condense(train: ArrayDataset, config: CondenseConfig | None = None, progress: Progress | None = None,
              teacher: nn.Module | None = None, start: SyntheticSet | None = None, **overrides: Any) -> SyntheticSet:
     """Distil ``train`` into a ``SyntheticSet`` of ``ipc`` images per class.
 
     ``config`` or keyword overrides of ``CondenseConfig``. ``progress(it, metrics, snapshot)`` is called
     after every iteration, with a snapshot every ``snapshot_every`` iterations (and at 0 and the end).
-    ``teacher`` (a network on normalised inputs) gives soft labels; without one, ``labels='soft'``
-    trains a ConvNet on ``train`` for ``reference_epochs``. ``start`` (a snapshot of a learned method) continues
-    from its images after its iteration: the image optimiser's momentum and the random stream start afresh, so
-    the result is not bit-identical to an uninterrupted run.
+    ``teacher`` (a network on normalised inputs) gives soft labels when ``labels='soft'`` and the method made
+    none; without one, a ConvNet is trained on ``train`` for ``reference_epochs``. ``start`` (a snapshot of a
+    learned method) continues from its images after its iteration: the image optimiser's momentum and the random
+    stream start afresh, so the result is not bit-identical to an uninterrupted run.
     """
     if config is not None and overrides:
         raise ConfigError("condense: pass either a CondenseConfig or keyword overrides, not both")
     cfg = config or CondenseConfig(**overrides)
     if not isinstance(train, ArrayDataset):
         raise ConfigError(f"train: expected a kdlab ArrayDataset, got {type(train).__name__}")
+    learned = is_learned(cfg.method)
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        job = _Job(train, cfg, progress)
-        ref = None
-        if cfg.method in LEARNED:
-            syn = job.run(start)
-        else:
-            if cfg.method == "random":
-                idx = random_real(train, cfg.ipc, job.g)
-            else:
-                ref = job.reference_net() if cfg.herding_features == "convnet" else None
-                idx = herding(ArrayDataset(job.real, train.y, classes=list(train.classes)), cfg.ipc,
-                              embed=(lambda x: embed(ref, x)) if ref is not None else None)
-            syn = job.real[idx].clone()
-            job.report(0, {"loss": float("nan"), "time_s": 0.0}, syn, last=True)
-        soft = None
-        if cfg.labels == "soft":
+        job = Condensation(train, cfg, progress, start if learned else None)
+        out = CONDENSERS.get(cfg.method)(job, cfg.method_params)
+        ref = out.meta.pop("reference", None)
+        if not learned:
+            job.report(0, {"loss": float("nan"), "time_s": 0.0}, out.x, last=True)
+        soft = out.soft
+        if soft is None and cfg.labels == "soft":
             teacher = teacher or ref or job.reference_net()
             with torch.no_grad():
                 teacher.eval()
-                soft = F.softmax(teacher(syn) / cfg.soft_temperature, 1)
+                soft = F.softmax(teacher(out.x) / cfg.soft_temperature, 1)
     elapsed = time.perf_counter() - t0
-    n_it = cfg.iterations if cfg.method in LEARNED else 0
+    n_it = cfg.iterations if learned else 0
     meta = {"method": cfg.method, "ipc": cfg.ipc, "iterations": n_it, "seed": cfg.seed, "time_s": elapsed,
             "time_per_iteration_s": statistics.median(job.times) if job.times else None,
             "time_per_iteration_s_all": job.times,
-            "loss": job.history, "config": cfg.to_dict(), "data": train.name}
-    return SyntheticSet(syn * job.s + job.m, job.y_syn.clone(), list(train.classes), job.mean, job.std, soft, meta)
+            "loss": job.history, "config": cfg.to_dict(), "data": train.name, **out.meta}
+    return SyntheticSet(out.x.detach() * job.s + job.m, out.y.clone(), list(train.classes), job.mean, job.std, soft,
+                        meta, extras=dict(out.extras))

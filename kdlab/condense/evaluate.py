@@ -2,7 +2,8 @@
 
 ConvNet-3 (width 128, instance norm, average pooling), SGD lr 0.01, momentum 0.9, weight decay 5e-4,
 lr x 0.1 at half the epochs, DSA augmentation while training; test accuracy as mean +- std over several
-synthetic sets x networks. Cross-architecture: any zoo model (``mlp``, ``resnet``...).
+synthetic sets x networks. Cross-architecture: any zoo model; ``CROSS_ARCHITECTURES`` is the field's table
+(ConvNet, MLP, ResNet-8, a tiny ViT).
 """
 from __future__ import annotations
 
@@ -23,6 +24,19 @@ from kdlab.errors import ConfigError, ShapeError
 from kdlab.models import MODELS, create
 
 CONVNET_PARAMS: dict[str, Any] = {"width": 128, "depth": 3, "norm": "instancenorm", "pool": "avgpool"}
+#: the field's cross-architecture table: the ConvNet a set was distilled with, and three it never saw
+CROSS_ARCHITECTURES = ("convnet", "mlp", "resnet8", "vit_tiny")
+
+
+def protocol_params(model: str, in_shape: tuple[int, ...] | None = None) -> dict[str, Any]:
+    """The evaluation protocol's parameters of ``model``: ConvNet-3 width 128 for ``convnet``; for ``vit_tiny`` a
+    small ViT (dim 64, 4 blocks, 4 heads) with 2-pixel patches on images under 16 pixels, 4-pixel ones above."""
+    if model == "convnet":
+        return dict(CONVNET_PARAMS)
+    if model == "vit_tiny":
+        small = in_shape is not None and min(in_shape[1:]) < 16
+        return {"patch": 2 if small else 4, "dim": 64, "depth": 4, "heads": 4}
+    return {}
 
 
 @dataclass
@@ -55,10 +69,11 @@ class EvalConfig:
                               f"momentum={self.momentum}, weight_decay={self.weight_decay}")
         self.ops = augment.parse_strategy(self.dsa_strategy) if self.dsa else ()
 
-    def params_for(self, model: str) -> dict[str, Any]:
-        """The model's parameters: ``model_params[model]``, else the protocol's ConvNet for ``convnet``."""
-        default = CONVNET_PARAMS if model == "convnet" else {}
-        return dict(self.model_params.get(model, default))
+    def params_for(self, model: str, in_shape: tuple[int, ...] | None = None) -> dict[str, Any]:
+        """The model's parameters: ``model_params[model]``, else ``protocol_params(model, in_shape)``."""
+        if model in self.model_params:
+            return dict(self.model_params[model])
+        return protocol_params(model, in_shape)
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -127,7 +142,7 @@ def evaluate_sets(sets: SyntheticSet | Sequence[SyntheticSet] | Mapping[str, Syn
                 g = torch.Generator().manual_seed(seed)
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(seed)
-                    net = create(model, syn.num_classes, syn.in_shape, **config.params_for(model))
+                    net = create(model, syn.num_classes, syn.in_shape, **config.params_for(model, syn.in_shape))
                     train_network(net, x, target, config, g)
                 rows.append({"set": name, "model": model, "net": n, "acc": accuracy(net, x_test, test.y)})
     return pd.DataFrame(rows, columns=["set", "model", "net", "acc"])

@@ -18,10 +18,13 @@ import torch
 from kdlab.data.base import ArrayDataset, ImageTensors
 from kdlab.errors import ConfigError, ShapeError
 
+EXTRA = "extra__"  # prefix of the extras' keys in the .npz
+
 
 @dataclass
 class SyntheticSet(ImageTensors):
-    """``x`` (N, C, H, W) float32, hard labels ``y`` (N,), optional ``soft`` label distributions (N, K)."""
+    """``x`` (N, C, H, W) float32, hard labels ``y`` (N,), optional ``soft`` label distributions (N, K); ``extras``:
+    a method's other arrays (compensators, target representations, ...), saved with the set."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -30,6 +33,7 @@ class SyntheticSet(ImageTensors):
     std: tuple[float, ...] = ()
     soft: torch.Tensor | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.x = torch.as_tensor(self.x, dtype=torch.float32).detach().cpu()
@@ -81,6 +85,7 @@ class SyntheticSet(ImageTensors):
                   "meta": np.asarray(json.dumps(self.meta, default=str))}
         if self.soft is not None:
             arrays["soft"] = self.soft.numpy()
+        arrays.update({EXTRA + k: np.asarray(v) for k, v in self.extras.items()})
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez_compressed(tmp, **arrays)
         os.replace(tmp, path)
@@ -96,7 +101,8 @@ class SyntheticSet(ImageTensors):
             return cls(torch.from_numpy(z["x"]), torch.from_numpy(z["y"]), [str(c) for c in z["classes"]],
                        tuple(z["mean"]), tuple(z["std"]),
                        torch.from_numpy(z["soft"]) if "soft" in z.files else None,
-                       json.loads(str(z["meta"])) if "meta" in z.files else {})
+                       json.loads(str(z["meta"])) if "meta" in z.files else {},
+                       {k[len(EXTRA):]: z[k] for k in z.files if k.startswith(EXTRA)})
 
     def grid(self, pad: int = 1) -> np.ndarray:
         """A uint8 image (H, W, C) with one row per class and one column per image (clipped to [0, 1])."""

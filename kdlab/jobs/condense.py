@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from kdlab.condense import CondenseConfig, EvalConfig, SyntheticSet, condense, evaluate_sets, summarize
-from kdlab.condense.distill import LEARNED
+from kdlab.condense.methods import is_learned
 from kdlab.errors import ConfigError
 from kdlab.runs.artifacts import RESULTS_FILE
 from kdlab.runs.job import Job, JobContext, register_job
@@ -103,7 +103,7 @@ def _condense(ctx: JobContext) -> CondenseResult:
     splits = load_splits(spec)
     cfg = CondenseConfig(**spec.condense.params, seed=spec.seed)
     start = None
-    snaps = list_snapshots(run_dir) if run_dir is not None and ctx.resume and cfg.method in LEARNED else []
+    snaps = list_snapshots(run_dir) if run_dir is not None and ctx.resume and is_learned(cfg.method) else []
     if snaps and snaps[-1] > 0:
         start = load_snapshot(run_dir, snaps[-1])
         start.meta["iteration"] = snaps[-1]
