@@ -14,7 +14,7 @@ from typing import Any
 import panel as pn
 import param
 
-from kdlab.condense import SyntheticSet
+from kdlab.condense import METHODS, SyntheticSet
 from kdlab.errors import ConfigError
 from kdlab.jobs.condense import list_snapshots, load_snapshot, load_synthetic
 from kdlab.runs.store import Store
@@ -24,14 +24,39 @@ from kdlab.ui.task_widget import TaskWidget, show
 
 
 def launch_condensation(store: Store, data: str = "mnist5k", method: str = "dm", ipc: int = 1,
-                        iterations: int = 100, seed: int = 0, **params: Any) -> str:
-    """Start a condensation run in the background (as the page's Launch button); returns its id."""
+                        iterations: int = 100, seed: int = 0, cross_architecture: bool = False, **params: Any) -> str:
+    """Start a condensation run in the background (as the page's Launch button); returns its id.
+    ``cross_architecture``: evaluate the set with ConvNet, MLP, ResNet-8 and a tiny ViT (else the ConvNet)."""
+    from kdlab.condense import CROSS_ARCHITECTURES
     from kdlab.runs import launch
 
+    evaluation = {"models": list(CROSS_ARCHITECTURES)} if cross_architecture else {}
     spec = {"name": f"{method}-ipc{ipc}-{data}", "task": "condense", "seed": seed, "device": "cpu",
             "data": {"name": data}, "condense": {"params": {"method": method, "ipc": ipc, "iterations": iterations,
-                                                             **params}}}
+                                                             **params}, "evaluation": evaluation}}
     return launch(spec, store=store).id
+
+
+def method_sets(store: Store, run_ids: list[str]) -> dict[str, SyntheticSet]:
+    """The final synthetic sets of condensation runs, keyed '<method> IPC <k> · <id>' (runs without one are left
+    out): what the page's "compare with" shows side by side per class."""
+    out = {}
+    for rid in run_ids:
+        syn = load_synthetic(store.run_dir(store.resolve(rid)))
+        if syn is not None:
+            out[f"{syn.meta.get('method', '?')} IPC {syn.ipc} · {rid}"] = syn
+    return out
+
+
+def compare_methods(store: Store, run_ids: list[str], per_class: int = 4) -> Any:
+    """The per-class side-by-side figure of condensation runs' final sets (the page's comparison, as a call)."""
+    from kdlab.viz.condense import method_comparison
+
+    sets = method_sets(store, run_ids)
+    if not sets:
+        raise ConfigError(f"runs {run_ids}: none has a final synthetic set yet")
+    classes = next(iter(sets.values())).classes
+    return method_comparison({k: (v.x, v.y) for k, v in sets.items()}, classes, per_class=per_class)
 
 
 class DistilledImagesPage(param.Parameterized):
@@ -40,9 +65,11 @@ class DistilledImagesPage(param.Parameterized):
     run_id = param.String(default=None, allow_None=True)
     iteration = param.Integer(default=0)
     flips = param.Boolean(default=False, doc="show each image's horizontal flip (what FYI matches)")
-    method = param.Selector(default="dm", objects=["dm", "datadam", "dc", "random", "herding"])
+    method = param.Selector(default="dm", objects=list(METHODS))
+    compare = param.ListSelector(default=[], objects=[], doc="other condensation runs shown side by side per class")
     ipc = param.Integer(default=1, bounds=(1, 50))
     iterations = param.Integer(default=100, bounds=(0, 20_000))
+    cross_architecture = param.Boolean(default=False, doc="evaluate with ConvNet, MLP, ResNet-8 and a tiny ViT")
 
     def __init__(self, store: Store, **params: Any):
         super().__init__(**params)
@@ -54,8 +81,15 @@ class DistilledImagesPage(param.Parameterized):
                                                 css_classes=["kdlab-distilled-slider"])
         self.slider.link(self, value="iteration")
         self.view_controls = pn.Param(self.param, parameters=["flips"], show_name=False, default_layout=pn.Row)
-        self.launch_controls = pn.Param(self.param, parameters=["method", "ipc", "iterations"], show_name=False,
+        self.launch_controls = pn.Param(self.param, parameters=["method", "ipc", "iterations",
+                                                                       "cross_architecture"], show_name=False,
                                         default_layout=pn.Row)
+        self.compare_picker = pn.widgets.MultiChoice(name="compare with (same data)", options={}, width=640,
+                                                     css_classes=["kdlab-distilled-compare"])
+        self.compare_picker.link(self, value="compare")
+        self.compare_status = pn.pane.Markdown("", css_classes=["kdlab-distilled-compare-status"])
+        self.comparison = pn.pane.Plotly(sizing_mode="stretch_width", height=500, config={"displaylogo": False},
+                                         visible=False, css_classes=["kdlab-distilled-comparison"])
         self.launch_button = pn.widgets.Button(name="Launch condensation", button_type="primary")
         self.launch_button.on_click(lambda _e: self.launch())
         self.job = JobPanel(store, "neighbours", lambda n: n.figures(), "distilled", button="Nearest neighbours",
@@ -73,6 +107,9 @@ class DistilledImagesPage(param.Parameterized):
     def refresh_options(self) -> None:
         runs = self.store.jobs("condense")
         self.picker.options = {f"{r.name} · {r.id} ({r.status})": r.id for r in runs}
+        done = {f"{r.name} · {r.id}": r.id for r in runs if r.status == "completed"}
+        self.param.compare.objects = list(done.values())
+        self.compare_picker.options = done
         if self.run_id is None and self.picker.options:
             self.picker.value = next(iter(self.picker.options.values()))
 
@@ -131,6 +168,17 @@ class DistilledImagesPage(param.Parameterized):
                                       title=f"synthetic images per class ({title})")
         self.status.object = f"{len(syn)} images, {syn.ipc} per class; {len(self._snapshots)} snapshots"
 
+    @param.depends("run_id", "compare", watch=True)
+    def _draw_comparison(self) -> None:
+        ids = ([self.run_id] if self.run_id else []) + [r for r in self.compare if r != self.run_id]
+        sets = method_sets(self.store, ids) if len(ids) > 1 else {}
+        shapes = {s.x.shape[1:] for s in sets.values()}
+        self.comparison.visible = len(sets) > 1 and len(shapes) == 1
+        self.compare_status.object = ("the compared runs' images differ in shape (other data): pick runs of the same "
+                                      "data" if len(shapes) > 1 else "")
+        if self.comparison.visible:
+            self.comparison.object = compare_methods(self.store, ids)
+
     def compute(self) -> Any:
         """Search the nearest real neighbours of the shown set in a background job (as the button)."""
         if self.current() is None:
@@ -140,7 +188,8 @@ class DistilledImagesPage(param.Parameterized):
 
     def launch(self) -> str:
         """Launch a condensation run on mnist5k with the form's method, IPC and iterations."""
-        run_id = launch_condensation(self.store, method=self.method, ipc=self.ipc, iterations=self.iterations)
+        run_id = launch_condensation(self.store, method=self.method, ipc=self.ipc, iterations=self.iterations,
+                                     cross_architecture=self.cross_architecture)
         self.refresh_options()
         self.picker.value = run_id
         return run_id
@@ -156,7 +205,7 @@ class DistilledImagesPage(param.Parameterized):
 
     def panel(self) -> pn.viewable.Viewable:
         return pn.Column(pn.Row(self.picker, self.slider), self.view_controls, self.status, self.grid,
-                         self.job.panel(),
+                         self.compare_picker, self.compare_status, self.comparison, self.job.panel(),
                          pn.pane.Markdown("### New condensation run (mnist5k, background)"),
                          pn.Row(self.launch_controls, self.launch_button),
                          sizing_mode="stretch_width", css_classes=["kdlab-distilled-images"])

@@ -3,7 +3,7 @@ means vs synthetic images, the distillation loss. Images come in as arrays (N, C
 1 or 3 channels, shown clipped to [0, 1]."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -73,6 +73,36 @@ def class_grid(images: Any, labels: Any, classes: Sequence[str], title: str = "s
     canvas = tile(a, len(classes), cols, 1, slots, scale)
     cols_names = (["image", "flip"] * (cols // 2)) if flips else None
     return _image_figure(canvas, title, list(classes), a.shape[2], 1, scale, cols_names, a.shape[3])
+
+
+def method_comparison(sets: Mapping[str, tuple[Any, Any]], classes: Sequence[str], per_class: int = 4,
+                      title: str = "per class, methods side by side", scale: int = 2) -> go.Figure:
+    """One row per class; for every method (``{name: (images, labels)}``, same image shape) a block of its first
+    ``per_class`` images of that class, blocks in the given order with a blank column between them."""
+    if not sets:
+        raise ShapeError("sets: need at least one method's (images, labels)")
+    arrays = {name: (_images(x), np.asarray(y).astype(int)) for name, (x, y) in sets.items()}
+    shapes = {a.shape[1:] for a, _ in arrays.values()}
+    if len(shapes) > 1:
+        raise ShapeError(f"sets: the methods' images differ in shape: {sorted(shapes)}")
+    width = {name: max(1, min(per_class, int(np.bincount(y, minlength=len(classes)).max())))
+             for name, (_, y) in arrays.items()}
+    imgs, slots, starts, col = [], [], [], 0
+    for name, (a, y) in arrays.items():
+        starts.append(col)
+        for k in range(len(classes)):
+            for j, im in enumerate(a[y == k][:width[name]]):
+                imgs.append(im)
+                slots.append((k, col + j))
+        col += width[name] + 1
+    canvas = tile(np.stack(imgs), len(classes), col - 1, 1, slots, scale)
+    h, w = next(iter(arrays.values()))[0].shape[2:]
+    fig = _image_figure(canvas, title, list(classes), h, 1, scale)
+    centres = [(1 + (s + width[n] / 2) * (w + 1)) * scale for s, n in zip(starts, arrays, strict=True)]
+    fig.update_xaxes(showticklabels=True, tickvals=centres, ticktext=[plotly_text(n) for n in arrays], side="bottom",
+                     automargin=True)
+    fig.update_layout(margin=dict(b=40))
+    return fig
 
 
 def snapshot_scrubber(snapshots: Sequence[tuple[int, Any, Any]], classes: Sequence[str],

@@ -13,7 +13,7 @@ from kdlab.runs.background import RunHandle
 from kdlab.runs.experiment import load_splits
 from kdlab.runs.spec import load_spec
 from kdlab.runs.store import ACTIVE
-from kdlab.ui.distilled_images import DistilledImagesPage, DistilledImagesWidget
+from kdlab.ui.distilled_images import DistilledImagesPage, DistilledImagesWidget, compare_methods
 
 NET = {"width": 16, "depth": 2}
 SPEC = {"name": "dm-ui", "task": "condense", "seed": 0, "device": "cpu",
@@ -82,10 +82,31 @@ def test_widget_finds_an_exact_copy_in_feature_space_and_launch_starts_a_run(sto
     np.testing.assert_allclose(n.neighbours[:, 0], n.synthetic, atol=1e-6)  # the set holds real images
 
     page = DistilledImagesPage(store, run_id=rid)
-    page.method, page.ipc, page.iterations = "random", 1, 0
+    page.method, page.ipc, page.iterations, page.cross_architecture = "random", 1, 0, True
     launched = page.launch()
     rec = store.get_run(launched)
     assert page.run_id == launched and launched in page.picker.options.values()
     assert rec.spec["task"] == "condense" and rec.spec["condense"]["params"]["method"] == "random"
+    assert rec.spec["condense"]["evaluation"]["models"] == ["convnet", "mlp", "resnet8", "vit_tiny"]
     assert rec.status in ACTIVE
     assert RunHandle(store, launched).cancel() == "cancelled"
+
+
+def test_page_compares_runs_per_class_side_by_side(store):
+    def run(method, ipc, seed):
+        spec = {**SPEC, "name": f"{method}-{seed}", "seed": seed,
+                "condense": {"params": {"method": method, "ipc": ipc, "iterations": 0, "model_params": NET},
+                             "evaluation": {"epochs": 1, "n_nets": 1, "model_params": {"convnet": NET}}}}
+        return condensed(store, spec)
+
+    (a, _), (b, rb) = run("random", 2, 0), run("random", 1, 1)
+    page = DistilledImagesPage(store, run_id=a)
+    assert set(page.compare_picker.options.values()) == {a, b} and not page.comparison.visible
+    page.compare = [b]
+    fig = page.comparison.object
+    assert page.comparison.visible and list(fig.layout.xaxis.ticktext) == [f"random IPC 2 · {a}", f"random IPC 1 · {b}"]
+    z = np.asarray(fig.data[0].z)
+    first_b = rb.synthetic.x[rb.synthetic.y == 0][0].clamp(0, 1)  # class 0 of run b: after 2 images and a gap
+    expected = (first_b.permute(1, 2, 0).repeat(1, 1, 3).numpy() * 255 + 0.5).astype(np.uint8)
+    assert np.array_equal(z[2:18, 2 + 3 * 18:2 + 3 * 18 + 16], expected.repeat(2, 0).repeat(2, 1))
+    assert compare_methods(store, [a, b]).to_dict() == fig.to_dict()  # the plain call draws the same figure

@@ -14,6 +14,7 @@ from kdlab.viz.condense import (
     class_grid,
     loss_curve,
     mean_vs_synthetic,
+    method_comparison,
     neighbours_figure,
     snapshot_scrubber,
     tile,
@@ -82,3 +83,22 @@ def test_loss_and_accuracy_figures():
     table = pd.DataFrame({"mean": [0.8, 0.6], "std": [0.01, 0.02]}, index=["convnet", "mlp"])
     bars = accuracy_bars(table)
     assert list(bars.data[0].y) == pytest.approx([80.0, 60.0])
+
+
+def test_method_comparison_puts_each_methods_class_images_in_its_own_block():
+    a, ya = _imgs(6, seed=1), np.array([0, 0, 1, 1, 2, 2])
+    b, yb = _imgs(3, seed=2), np.array([2, 1, 0])  # another method, one image per class, in another order
+    fig = method_comparison({"dm": (a, ya), "<i>mtt</i>": (b, yb)}, CLASSES, per_class=4, scale=1)
+    z = np.asarray(fig.data[0].z)
+    assert z.shape == (3 * 5 + 1, (2 + 1 + 1) * 6 + 1, 3)  # dm's 2 columns, a blank one, mtt's 1
+    px = lambda im: (np.clip(im, 0, 1).transpose(1, 2, 0).repeat(3, 2) * 255 + 0.5).astype(np.uint8)  # noqa: E731
+    assert np.array_equal(z[6:10, 7:12], px(a[3]))  # class "one", dm's second image
+    assert np.array_equal(z[1:5, 19:24], px(b[2]))  # class "zero", mtt's image (its 3rd in the input)
+    assert np.array_equal(z[11:15, 19:24], px(b[0]))  # class "two"
+    assert (z[:, 13:18] == 255).all()  # the blank column between the blocks
+    assert list(fig.layout.xaxis.ticktext) == ["dm", "&lt;i&gt;mtt&lt;/i&gt;"]
+    assert fig.layout.xaxis.tickvals[0] < fig.layout.xaxis.tickvals[1]
+    one = method_comparison({"dm": (a, ya)}, CLASSES, per_class=1, scale=1)
+    assert np.asarray(one.data[0].z).shape == (16, 7, 3)  # per_class caps the block
+    with pytest.raises(ShapeError, match="differ in shape"):
+        method_comparison({"a": (a, ya), "b": (_imgs(1)[:, :, :3], [0])}, CLASSES)
