@@ -5,6 +5,8 @@
 - ``condense``: dataset distillation (``task: condense`` specs); ``neighbours``: nearest real images of its set.
 - ``cka``: teacher x student CKA grid, agreement and embeddings of a finished run.
 - ``frequency``: band curves, Fourier heat maps and feature spectra of a run (resumable by part).
+- ``graph_condense``: Mirage graph distillation (frequent computation-tree sets) of a graph-classification set;
+  GCN/GIN trained on full vs distilled data.
 - ``graph_kd``: the GNN-to-MLP study (GCN teacher, MLP / KD-MLP / FF-G2M-MLP students) on CSBM graphs.
 - ``transfer_rank``: the source zoo ranked for a target task with a label budget, and its weights.
 - ``lm_distill``: a causal LM distilled on a text corpus (``kdlab.text``), per-domain bits per byte.
@@ -24,6 +26,7 @@ from kdlab.jobs import (  # noqa: F401  (importing a module registers its kind)
     condense,
     diffusion,
     frequency,
+    graph_condense,
     graph_kd,
     lm_distill,
     neighbours,

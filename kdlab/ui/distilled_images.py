@@ -1,10 +1,12 @@
 """Distilled images: look at a condensation run's synthetic set, scrub through its snapshots, find each
-synthetic image's nearest real neighbours (pixel or feature space), compare with the class means.
+synthetic image's nearest real neighbours (pixel or feature space), compare with the class means and with other
+methods' sets side by side per class; and graph-classification sets distilled by Mirage, their computation trees.
 
-Plain call: ``launch_condensation(...)``. Faces: ``DistilledImagesPage`` (the dashboard page **Distilled
-images**, with an iteration slider) and ``DistilledImagesWidget`` (ipywidgets, for notebooks). Snapshots are read
-from the run folder as the run writes them; neighbour searches are ``neighbours`` jobs in the store
-(``kdlab.jobs.neighbours``), so neither the server nor the kernel computes them.
+Plain calls: ``launch_condensation(...)``, ``compare_methods(store, runs)``, ``mirage_figures(result)``. Faces:
+``DistilledImagesPage`` (the dashboard page **Distilled images**, with an iteration slider) and
+``DistilledImagesWidget`` / ``MirageWidget`` (ipywidgets, for notebooks). Snapshots are read from the run folder as
+the run writes them; neighbour searches and Mirage are jobs in the store (``kdlab.jobs.neighbours``,
+``kdlab.jobs.graph_condense``), so neither the server nor the kernel computes them.
 """
 from __future__ import annotations
 
@@ -59,6 +61,26 @@ def compare_methods(store: Store, run_ids: list[str], per_class: int = 4) -> Any
     return method_comparison({k: (v.x, v.y) for k, v in sets.items()}, classes, per_class=per_class)
 
 
+def mirage_figures(result: Any) -> dict[str, Any]:
+    """The figures of a ``graph_condense`` result: the most frequent computation trees per class and the accuracy
+    of GCN/GIN trained on the full graphs vs on the distilled set."""
+    from kdlab.viz.computation_trees import computation_trees, mirage_accuracy
+
+    out = {"trees": computation_trees(result.mirage_set)}
+    if result.table is not None and len(result.table):
+        out["accuracy"] = mirage_accuracy(result.table)
+    return out
+
+
+def _mirage_message(result: Any) -> str:
+    s = result.summary
+    if not s:
+        return "distilled"
+    return (f"{s.get('tree_sets', 0):.0f} tree-sets of {s.get('trees', 0):.0f} trees; compression "
+            f"{s.get('compression', 0):.1f}x in bytes; the kept trees cover {100 * s.get('coverage_test', 0):.0f}% "
+            f"of the test graphs' nodes")
+
+
 class DistilledImagesPage(param.Parameterized):
     """Pick a condensation run; scrub its snapshots; nearest real neighbours and class means as a job."""
 
@@ -96,12 +118,16 @@ class DistilledImagesPage(param.Parameterized):
                             fixed=lambda: {"run": self.run_id, "iteration": self._shown_iteration()},
                             exclude=("run", "iteration"), empty="press Nearest neighbours to search the real images",
                             heights={"neighbours": 500, "means": 500})
+        self.graphs = JobPanel(store, "graph_condense", mirage_figures, "mirage", button="Distil graphs (Mirage)",
+                               exclude=(), empty="graph classification: press Distil graphs to run Mirage",
+                               heights={"accuracy": 340}, message=_mirage_message)
         self.status = pn.pane.Markdown("", css_classes=["kdlab-distilled-view"])
         self.grid = pn.pane.Plotly(sizing_mode="stretch_width", height=500, config={"displaylogo": False},
                                    visible=False, css_classes=["kdlab-distilled-grid"])
         self._snapshots: list[int] = []
         self.refresh_options()
         self._load_run()
+        self.graphs.follow()
 
     # -- data --------------------------------------------------------------------------------------
     def refresh_options(self) -> None:
@@ -202,12 +228,15 @@ class DistilledImagesPage(param.Parameterized):
             if self._snapshots != before:
                 self._draw()
         self.job.tick()
+        self.graphs.tick()
 
     def panel(self) -> pn.viewable.Viewable:
         return pn.Column(pn.Row(self.picker, self.slider), self.view_controls, self.status, self.grid,
                          self.compare_picker, self.compare_status, self.comparison, self.job.panel(),
                          pn.pane.Markdown("### New condensation run (mnist5k, background)"),
                          pn.Row(self.launch_controls, self.launch_button),
+                         pn.pane.Markdown("### Graph classification sets: Mirage's computation trees"),
+                         self.graphs.panel(),
                          sizing_mode="stretch_width", css_classes=["kdlab-distilled-images"])
 
     def __panel__(self) -> pn.viewable.Viewable:
@@ -268,3 +297,17 @@ class DistilledImagesWidget(TaskWidget):
 
     def figures(self, result: Any) -> list[Any]:
         return list(result.figures().values())
+
+
+class MirageWidget(TaskWidget):
+    """``MirageWidget(dataset="motifs", layers=2, ...)``: a ``graph_condense`` job (Mirage) run in the background,
+    then its computation trees per class and GCN/GIN accuracy, full graphs vs the distilled set."""
+
+    kind = "graph_condense"
+    title = "Distil graphs (Mirage)"
+
+    def figures(self, result: Any) -> list[Any]:
+        return list(mirage_figures(result).values())
+
+    def done_message(self, result: Any) -> str:
+        return _mirage_message(result)

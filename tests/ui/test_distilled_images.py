@@ -110,3 +110,26 @@ def test_page_compares_runs_per_class_side_by_side(store):
     expected = (first_b.permute(1, 2, 0).repeat(1, 1, 3).numpy() * 255 + 0.5).astype(np.uint8)
     assert np.array_equal(z[2:18, 2 + 3 * 18:2 + 3 * 18 + 16], expected.repeat(2, 0).repeat(2, 1))
     assert compare_methods(store, [a, b]).to_dict() == fig.to_dict()  # the plain call draws the same figure
+
+
+@pytest.mark.timeout(240)
+def test_page_runs_mirage_in_a_job_and_draws_its_trees_and_accuracy(store):
+    from kdlab.jobs.graph_condense import GraphCondenseJob
+
+    page = DistilledImagesPage(store)
+    assert page.graphs.status.object == "graph classification: press Distil graphs to run Mirage"
+    page.graphs.form.param.update(dataset_params={"graphs": 48}, models=["gin"], epochs=2, threshold=0.3, max_sets=6)
+    task = page.graphs.compute()
+    assert store.get_run(task.id).spec["params"]["dataset_params"]["graphs"] == 48  # the rest: the defaults
+    assert RunHandle(store, task.id).wait(timeout=180) == "completed", task.record.error
+    page.tick()
+    assert {k: p.visible for k, p in page.graphs.panes.items()} == {"trees": True, "accuracy": True}
+    art = GraphCondenseJob().read(store.run_dir(task.id))
+    trees = page.graphs.panes["trees"].object
+    drawn = {(t.meta["class"], t.meta["tree"]) for t in trees.data if t.meta}
+    assert drawn and {c for c, _ in drawn} <= set(art.mirage_set.classes)
+    bars = {t.name: list(t.y) for t in page.graphs.panes["accuracy"].object.data}
+    table = art.table.set_index("data")["test_acc"]
+    assert bars == {"full training set": [pytest.approx(100 * table["full"])],
+                    "Mirage set": [pytest.approx(100 * table["mirage"])]}
+    assert f"{art.summary['tree_sets']:.0f} tree-sets" in page.graphs.status.object
