@@ -5,6 +5,7 @@ exported as PNG grids); ``evaluate_sets(sets, test)`` trains fresh networks on i
 """
 from __future__ import annotations
 
+from kdlab.condense import committee_voting, infer, nrr  # noqa: F401  (importing a method's module registers it)
 from kdlab.condense.distill import Condensation, CondenseConfig, channel_stats, condense
 from kdlab.condense.evaluate import CONVNET_PARAMS, CROSS_ARCHITECTURES, EvalConfig, evaluate_sets, summarize
 from kdlab.condense.methods import CONDENSERS, Condensed, method_names, register_condenser

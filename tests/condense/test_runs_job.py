@@ -28,7 +28,7 @@ def test_task_field_defaults_to_distillation_and_validates_condense_params():
     spec = load_spec(condense_spec())
     assert spec.task == "condense" and spec.teacher is None
     assert load_spec(spec.to_dict()).to_dict() == spec.to_dict()  # serialisable round trip
-    with pytest.raises(ConfigError, match="condense.params.condense.method: unknown condensation method .nope.*Valid: .*dm"):
+    with pytest.raises(ConfigError, match="condense.params.condense.method: unknown condensation method .nope.*Valid"):
         load_spec(condense_spec(method="nope"))
     with pytest.raises(ConfigError, match="only used with task: condense"):
         load_spec({"condense": {}})
