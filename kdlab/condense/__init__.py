@@ -5,15 +5,22 @@ exported as PNG grids); ``evaluate_sets(sets, test)`` trains fresh networks on i
 """
 from __future__ import annotations
 
-from kdlab.condense import committee_voting, infer, nrr  # noqa: F401  (importing a method's module registers it)
+from kdlab.condense import (  # noqa: F401  (importing a method's module registers it)
+    committee_voting,
+    infer,
+    nrr,
+    quantization,
+    self_supervised,
+)
 from kdlab.condense.distill import Condensation, CondenseConfig, channel_stats, condense
 from kdlab.condense.evaluate import CONVNET_PARAMS, CROSS_ARCHITECTURES, EvalConfig, evaluate_sets, summarize
 from kdlab.condense.methods import CONDENSERS, Condensed, method_names, register_condenser
 from kdlab.condense.neighbours import nearest_real
 from kdlab.condense.synthetic import SyntheticSet
+from kdlab.condense.transfer_eval import TransferConfig, evaluate_transfer, transfer_targets
 
 METHODS = method_names()
 
 __all__ = ["CONDENSERS", "CONVNET_PARAMS", "CROSS_ARCHITECTURES", "METHODS", "Condensation", "CondenseConfig",
            "Condensed", "EvalConfig", "SyntheticSet", "channel_stats", "condense", "evaluate_sets", "method_names",
-           "nearest_real", "register_condenser", "summarize"]
+           "TransferConfig", "evaluate_transfer", "nearest_real", "register_condenser", "summarize", "transfer_targets"]

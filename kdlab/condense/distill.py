@@ -42,7 +42,7 @@ from kdlab.models import MODELS, create
 INITS = ("real", "noise")
 LABELS = ("hard", "soft")
 HERDING_FEATURES = ("convnet", "pixel")
-DEFAULT_LR_IMG = {"dm": 1.0, "datadam": 1.0, "dc": 0.1}
+DEFAULT_LR_IMG = {"dm": 1.0, "datadam": 1.0, "dc": 0.1, "krr_st": 1e-3}
 
 # progress(iteration, metrics, snapshot or None); called after every iteration (and at 0 with the start)
 Progress = Callable[[int, dict[str, float], "SyntheticSet | None"], None]
@@ -58,7 +58,7 @@ class CondenseConfig:
     init: str = "real"
     labels: str = "hard"
     batch_real: int = 64
-    lr_img: float | None = None  # None: 1.0 for dm/datadam, 0.1 for dc
+    lr_img: float | None = None  # None: the method's default (DEFAULT_LR_IMG; 1.0 for methods it does not list)
     momentum_img: float = 0.5
     dsa: bool = True
     dsa_strategy: str = augment.DEFAULT_STRATEGY
