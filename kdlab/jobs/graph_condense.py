@@ -40,7 +40,7 @@ class GraphCondenseJob(Job):
     """Mirage on a graph-classification set: the distilled tree-sets, then GCN/GIN on full vs distilled data."""
 
     params = {
-        "dataset": Param("motifs", "graph set (kdlab.data.graph_sets)", str),
+        "dataset": Param("motifs", "graph set (kdlab.data.graph_sets: motifs, molecules or a registered one)", str),
         "dataset_params": Param({}, "the graph set's parameters", dict),
         "layers": Param(2, "GNN layers = depth of the computation trees", int, 1, 6),
         "threshold": Param(0.1, "share of a class's graphs a tree-set must occur in", float, 0.0, 1.0, low_open=True),

@@ -17,6 +17,7 @@ from kdlab.condense.mirage import (
     MirageSet,
     TreeBook,
     coverage,
+    covered_samples,
     distill_graphs,
     feature_labels,
     frequent_itemsets,
@@ -175,10 +176,30 @@ def test_distilled_set_of_a_hand_case():
     assert np.allclose(w[ones] / w[ones].sum(), m.set_support[ones] / m.set_support[ones].sum())  # by frequency
     # coverage: nodes whose tree is distilled: every node but the star's centre (T3)
     assert coverage(m, tiny) == pytest.approx((tiny.num_nodes - 1) / tiny.num_nodes)
+    # the graphs cut down to their distinct distilled trees: a 3-path keeps T1 (its two ends) once and T2 once; a
+    # 4-clique (every node has the tree T3 of the star's centre) has none and stays whole
+    two = from_graphs([nx.path_graph(3), nx.complete_graph(4)], [0, 1], [np.ones((3, 1)), np.ones((4, 1))],
+                      val_fraction=0.0, test_fraction=0.0)
+    (x, e, roots), whole = covered_samples(m, two)
+    assert len(x) == 5 and e.shape == (2, 3) and int(roots.sum()) == 2  # T1 (2 nodes) and T2 (3 nodes), once each
+    assert sorted(int((e[1] == r).sum()) for r in torch.nonzero(roots).flatten()) == [1, 2]  # their roots' children
+    assert whole[2] is None and torch.equal(whole[1], two.edge_index[1])
     # bytes: 5 tree nodes x 1 feature (float32) + 3 edges (2 int64) + 2 tree sizes + 5 memberships + 4 x (size,
     # class, support) + the 1 x 1 feature table
     assert m.nbytes() == 5 * 4 + 3 * 16 + 2 * 8 + 5 * 8 + 4 * 3 * 8 + 4
     assert m.compression()["compression"] == pytest.approx(tiny.nbytes() / m.nbytes())
+
+
+def test_molecules_repeat_the_active_groups_tree():
+    # Mirage's regime: the 2-hop tree of the active group's CH2, C(O(C), C(N, C, C)), is one tree in most active
+    # molecules (its only variable atom, the skeleton atom R, is mostly C) and in no inactive one
+    mols = load_graph_set("molecules", graphs=60, label_noise=0.0, heteroatoms=0.0, seed=0)
+    m = distill_graphs(mols, threshold=0.5, max_sets=None)
+    c, n, o = (int(np.flatnonzero((m.feature_table == np.eye(5)[a]).all(1))[0]) for a in range(3))
+    group = tree_key([c, o, c, c, n, c, c], [-1, 0, 1, 0, 3, 3, 3])
+    assert group in m.tree_keys
+    assert m.tree_support[m.tree_keys.index(group)].tolist() == [0, 30]  # every active molecule, no inactive one
+    assert coverage(m, mols) > 0.5
 
 
 def test_same_seed_same_set_and_the_order_of_graphs_does_not_matter(motifs, mset):

@@ -1,5 +1,6 @@
-"""Graph-classification sets: the planted motif is what the class says, degree features, stratified seeded splits,
-user graphs (networkx or edge-index pairs) and the errors that stop bad input before any work."""
+"""Graph-classification sets: the planted motif is what the class says, molecules obey valence and their label rule,
+degree features, stratified seeded splits, user graphs (networkx or edge-index pairs) and the errors that stop bad
+input before any work."""
 from __future__ import annotations
 
 import networkx as nx
@@ -8,9 +9,11 @@ import pytest
 import torch
 
 from kdlab.data.graph_sets import (
+    ATOMS,
     GRAPH_SETS,
     MOTIFS,
     GraphSet,
+    amino_alcohol,
     from_graphs,
     list_graph_sets,
     load_graph_set,
@@ -72,6 +75,64 @@ def test_noise_and_distractors_add_edges_and_nodes():
     assert busy.num_nodes > plain.num_nodes and busy.num_edges > 1.3 * plain.num_edges
 
 
+def _atoms(gs: GraphSet, i: int) -> list[str]:
+    assert torch.equal(gs.x[i].sum(1), torch.ones(len(gs.x[i])))  # one-hot: one atom type per node
+    return [ATOMS[t] for t in gs.x[i].argmax(1).tolist()]
+
+
+def _chains(g: nx.Graph, atoms: list[str], carbons: int) -> bool:
+    """An N and an O joined by a path through exactly ``carbons`` carbons (and nothing else)."""
+    for n in (v for v in g if atoms[v] == "N"):
+        for o in (v for v in g if atoms[v] == "O"):
+            for path in nx.all_simple_paths(g, n, o, cutoff=carbons + 1):
+                if len(path) == carbons + 2 and all(atoms[v] == "C" for v in path[1:-1]):
+                    return True
+    return False
+
+
+def test_molecules_obey_valence_and_the_label_rule():
+    gs = load_graph_set("molecules", graphs=40, label_noise=0.0, seed=1)
+    assert gs.classes == ["inactive", "active"] and gs.class_counts().tolist() == [20, 20]
+    valence = {"C": 4, "N": 3, "O": 2, "S": 2, "Cl": 1}
+    decoys = {1: 0, 3: 0}
+    for i in range(len(gs)):
+        g, atoms = _nx(gs, i), _atoms(gs, i)
+        assert 10 <= len(atoms) <= 25 and nx.is_connected(g)
+        assert all(g.degree(v) <= valence[a] for v, a in enumerate(atoms))  # so degree <= 4
+        assert g.number_of_edges() - len(g) + 1 <= 2  # at most 2 rings ...
+        assert nx.girth(g) >= 5  # ... of 5 or more atoms
+        assert {"N", "O"} <= set(atoms)  # the planted group: active or decoy, both have an N and an O
+        assert _chains(g, atoms, 2) == bool(gs.y[i])  # the rule: an N-C-C-O chain
+        if not gs.y[i]:
+            decoys[1] += _chains(g, atoms, 1)
+            decoys[3] += _chains(g, atoms, 3)
+    assert decoys[1] > 0 and decoys[3] > 0  # both decoys occur among the inactive molecules
+    again, other = (load_graph_set("molecules", graphs=40, label_noise=0.0, seed=s) for s in (1, 2))
+    assert all(torch.equal(a, b) for a, b in zip(gs.x + gs.edge_index, again.x + again.edge_index, strict=True))
+    assert any(a.shape != b.shape or not torch.equal(a, b) for a, b in zip(gs.x, other.x, strict=True))
+
+
+def test_the_label_rule_by_hand():
+    def chains(atoms: str) -> int:  # a chain of one-letter atoms (S stands for any other heteroatom)
+        types = ["CNOS".index(a) for a in atoms]
+        return amino_alcohol(types, [{j for j in (i - 1, i + 1) if 0 <= j < len(atoms)} for i in range(len(atoms))])
+
+    assert chains("NCCO") == 1 and chains("CNCCOC") == 1 and chains("OCCN") == 1 and chains("NCCOCCN") == 2
+    assert chains("NCO") == 0 and chains("NCCCO") == 0 and chains("NCNO") == 0 and chains("NSCO") == 0
+    assert chains("NCCS") == 0 and chains("CCCC") == 0 and chains("NCCN") == 0
+
+
+def test_molecules_label_noise_flips_that_share():
+    clean = load_graph_set("molecules", graphs=40, label_noise=0.0, seed=0)
+    noisy = load_graph_set("molecules", graphs=40, label_noise=0.25, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(clean.x, noisy.x, strict=True))  # the same molecules
+    assert int((clean.y != noisy.y).sum()) == 10
+    with pytest.raises(ConfigError, match="params.min_atoms"):
+        load_graph_set("molecules", min_atoms=20, max_atoms=12)
+    with pytest.raises(ConfigError, match="params.heteroatoms"):
+        load_graph_set("molecules", heteroatoms=0.9)
+
+
 def test_from_graphs_networkx_and_pairs():
     graphs = [nx.cycle_graph(5), (np.array([[0, 1], [1, 2]]), 3), nx.path_graph(["a", "b"])]
     gs = from_graphs(graphs, [0, 1, 1], max_degree=2, val_fraction=0.0, test_fraction=0.0)
@@ -109,7 +170,7 @@ def test_bad_graphs_name_the_graph():
 
 
 def test_registry_params_and_user_sets(small):
-    assert "motifs" in list_graph_sets()
+    assert {"motifs", "molecules"} <= set(list_graph_sets())
     with pytest.raises(UnknownNameError, match="motifs"):
         load_graph_set("motif")
     with pytest.raises(ConfigError, match="params.noise_edges"):
