@@ -11,6 +11,7 @@ from kdlab.condense import (  # noqa: F401  (importing a method's module registe
     nrr,
     quantization,
     self_supervised,
+    trajectory_matching,
 )
 from kdlab.condense.distill import Condensation, CondenseConfig, channel_stats, condense
 from kdlab.condense.evaluate import CONVNET_PARAMS, CROSS_ARCHITECTURES, EvalConfig, evaluate_sets, summarize

@@ -44,6 +44,18 @@ def condense_section(run: RunData) -> list[tuple[str, str, go.Figure]]:
     out = [("condense-grid", "synthetic images", class_grid(syn.x, syn.y, syn.classes, flips=fyi,
                                                             title=f"{name}: synthetic images per class"
                                                                   + (" (with FYI flips)" if fyi else "")))]
+    if "expert_path_2d" in syn.extras:  # trajectory matching: expert vs synthetic-trained paths, matching distance
+        from kdlab.viz.trajectories import distance_to_expert, matching_distance, trajectory_paths
+
+        out.append(("condense-trajectories", "trajectory matching", trajectory_paths(
+            syn.extras["expert_path_2d"], syn.extras["student_path_2d"],
+            title=f"{name}: expert vs synthetic-trained trajectory (PCA)")))
+        out.append(("condense-expert-distance", "distance to the expert", distance_to_expert(
+            syn.extras["distance_to_expert"], title=f"{name}: parameter distance to the expert, per epoch")))
+        loss = syn.meta.get("loss") or []
+        if loss:
+            out.append(("condense-matching", "matching distance", matching_distance(
+                list(range(1, len(loss) + 1)), loss, title=f"{name}: normalised distance to the expert's target")))
     iters = _spaced(list_snapshots(run.folder), MAX_SNAPSHOTS)
     if len(iters) > 1:
         snaps = [(it, s.x, s.y) for it in iters for s in [load_snapshot(run.folder, it)]]

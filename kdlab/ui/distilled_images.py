@@ -61,6 +61,25 @@ def compare_methods(store: Store, run_ids: list[str], per_class: int = 4) -> Any
     return method_comparison({k: (v.x, v.y) for k, v in sets.items()}, classes, per_class=per_class)
 
 
+def trajectory_figures(store: Store, run_id: str) -> dict[str, Any]:
+    """The trajectory-matching figures of a condensation run ({} for other methods): the expert's and the
+    synthetic-trained student's paths (PCA), the student's distance to the expert per epoch, and the normalised
+    matching distance with the learned synthetic learning rate over the iterations (from the store's rows)."""
+    from kdlab.viz.trajectories import distance_to_expert, matching_distance, trajectory_paths
+
+    syn = load_synthetic(store.run_dir(store.resolve(run_id)))
+    if syn is None or "expert_path_2d" not in syn.extras:
+        return {}
+    out = {"paths": trajectory_paths(syn.extras["expert_path_2d"], syn.extras["student_path_2d"]),
+           "distance": distance_to_expert(syn.extras["distance_to_expert"])}
+    rows = store.metrics(run_id, keys=["condense/loss", "condense/syn_lr"])
+    wide = rows.pivot_table(index="step", columns="key", values="value", aggfunc="last") if len(rows) else None
+    if wide is not None and "condense/loss" in wide:
+        wide = wide.dropna(subset=["condense/loss"])
+        out["matching"] = matching_distance(wide.index, wide["condense/loss"], wide.get("condense/syn_lr"))
+    return out
+
+
 def mirage_figures(result: Any) -> dict[str, Any]:
     """The figures of a ``graph_condense`` result: the most frequent computation trees per class and the accuracy
     of GCN/GIN trained on the full graphs vs on the distilled set."""
@@ -109,6 +128,7 @@ class DistilledImagesPage(param.Parameterized):
         self.compare_picker = pn.widgets.MultiChoice(name="compare with (same data)", options={}, width=640,
                                                      css_classes=["kdlab-distilled-compare"])
         self.compare_picker.link(self, value="compare")
+        self.trajectories = pn.Column(sizing_mode="stretch_width", css_classes=["kdlab-distilled-trajectories"])
         self.compare_status = pn.pane.Markdown("", css_classes=["kdlab-distilled-compare-status"])
         self.comparison = pn.pane.Plotly(sizing_mode="stretch_width", height=500, config={"displaylogo": False},
                                          visible=False, css_classes=["kdlab-distilled-comparison"])
@@ -125,8 +145,10 @@ class DistilledImagesPage(param.Parameterized):
         self.grid = pn.pane.Plotly(sizing_mode="stretch_width", height=500, config={"displaylogo": False},
                                    visible=False, css_classes=["kdlab-distilled-grid"])
         self._snapshots: list[int] = []
+        self._trajectories_of: str | None = None
         self.refresh_options()
         self._load_run()
+        self._draw_trajectories()
         self.graphs.follow()
 
     # -- data --------------------------------------------------------------------------------------
@@ -194,6 +216,16 @@ class DistilledImagesPage(param.Parameterized):
                                       title=f"synthetic images per class ({title})")
         self.status.object = f"{len(syn)} images, {syn.ipc} per class; {len(self._snapshots)} snapshots"
 
+    @param.depends("run_id", watch=True)
+    def _draw_trajectories(self) -> None:
+        figs = trajectory_figures(self.store, self.run_id) if self.run_id else {}
+        done = self.run_id is not None and self.store.get_run(self.run_id).status == "completed"
+        self._trajectories_of = self.run_id if done else None  # drawn from the final set: not again
+        self.trajectories.objects = [pn.pane.Plotly(f, sizing_mode="stretch_width", height=f.layout.height or 360,
+                                                    config={"displaylogo": False},
+                                                    css_classes=[f"kdlab-distilled-trajectory-{k}"])
+                                     for k, f in figs.items()]
+
     @param.depends("run_id", "compare", watch=True)
     def _draw_comparison(self) -> None:
         ids = ([self.run_id] if self.run_id else []) + [r for r in self.compare if r != self.run_id]
@@ -227,12 +259,15 @@ class DistilledImagesPage(param.Parameterized):
             self._update_snapshots()
             if self._snapshots != before:
                 self._draw()
+            if self._trajectories_of != self.run_id and self.store.get_run(self.run_id).status == "completed":
+                self._draw_trajectories()  # the run's final set has just been written
         self.job.tick()
         self.graphs.tick()
 
     def panel(self) -> pn.viewable.Viewable:
         return pn.Column(pn.Row(self.picker, self.slider), self.view_controls, self.status, self.grid,
-                         self.compare_picker, self.compare_status, self.comparison, self.job.panel(),
+                         self.trajectories, self.compare_picker, self.compare_status, self.comparison,
+                         self.job.panel(),
                          pn.pane.Markdown("### New condensation run (mnist5k, background)"),
                          pn.Row(self.launch_controls, self.launch_button),
                          pn.pane.Markdown("### Graph classification sets: Mirage's computation trees"),

@@ -133,3 +133,36 @@ def test_page_runs_mirage_in_a_job_and_draws_its_trees_and_accuracy(store):
     assert bars == {"full training set": [pytest.approx(100 * table["full"])],
                     "Mirage set": [pytest.approx(100 * table["mirage"])]}
     assert f"{art.summary['tree_sets']:.0f} tree-sets" in page.graphs.status.object
+
+
+def test_page_and_report_draw_a_trajectory_matching_run(store):
+    from kdlab.report.condense import condense_section
+    from kdlab.report.runs import run_from_store
+
+    spec = {**SPEC, "name": "mtt-ui",
+            "condense": {"params": {"method": "mtt", "ipc": 1, "iterations": 3, "model_params": NET, "dsa": False,
+                                    "method_params": {"n_experts": 1, "expert_epochs_total": 2, "expert_epochs": 1,
+                                                      "max_start_epoch": 1, "syn_steps": 2, "batch_syn": 0}},
+                         "evaluation": {"epochs": 1, "n_nets": 1, "model_params": {"convnet": NET}}}}
+    rid = store.create_run(spec, status="running")
+    result = run_condensation(spec, store.run_dir(rid), store=store, run_id=rid)
+    store.set_status(rid, "completed")
+    page = DistilledImagesPage(store, run_id=rid)
+    panes = {p.css_classes[0]: p.object for p in page.trajectories.objects}
+    assert sorted(panes) == ["kdlab-distilled-trajectory-distance", "kdlab-distilled-trajectory-matching",
+                             "kdlab-distilled-trajectory-paths"]
+    extras = result.synthetic.extras
+    paths = panes["kdlab-distilled-trajectory-paths"]
+    np.testing.assert_allclose(paths.data[0].x, extras["expert_path_2d"][:, 0])
+    np.testing.assert_allclose(paths.data[1].y, extras["student_path_2d"][:, 1])
+    matching = panes["kdlab-distilled-trajectory-matching"]
+    assert list(matching.data[0].x) == [1, 2, 3]
+    np.testing.assert_allclose(matching.data[0].y, result.synthetic.meta["loss"], rtol=1e-6)  # the store's rows
+    assert len(matching.data) == 2  # the learned synthetic learning rate on its own axis
+    titles = [t for _, t, _ in condense_section(run_from_store(store, rid))]
+    assert {"trajectory matching", "distance to the expert", "matching distance"} <= set(titles)
+    other, _ = condensed(store, {**SPEC, "name": "random-ui", "condense": {
+        "params": {"method": "random", "ipc": 1, "iterations": 0, "model_params": NET},
+        "evaluation": {"epochs": 1, "n_nets": 1, "model_params": {"convnet": NET}}}})
+    page.run_id = other
+    assert page.trajectories.objects == []  # other methods have no trajectories
