@@ -428,7 +428,7 @@ def distill_graphs(train_set: GraphSet, layers: int = 2, threshold: float = 0.1,
             "exclusive": bool(exclusive), "seed": int(seed), "min_support": min_support,
             "mining_complete": all(complete),
             "graphs_per_class": [len(p) for p in per_class], "distinct_trees": len(set().union(*transactions)),
-            "full": full, "seconds": time.perf_counter() - t0}
+            "full": full, "seconds": time.perf_counter() - t0, "feature_names": list(train_set.feature_names)}
     f = train_set.num_features
     return MirageSet(np.concatenate(xs) if xs else np.zeros((0, f), np.float32),
                      np.concatenate(edges, 1) if edges else np.zeros((2, 0), np.int64), np.asarray(sizes, np.int64),

@@ -56,6 +56,7 @@ class GraphSet:
     classes: list[str] = field(default_factory=list)
     source: str = ""
     splits: dict[str, np.ndarray] = field(default_factory=dict)
+    feature_names: list[str] = field(default_factory=list)  # what each one-hot feature means ([]: not known)
 
     def __post_init__(self) -> None:
         self.y = _check_graph_labels(self.y, len(self.x), self.name)
@@ -117,7 +118,7 @@ class GraphSet:
         """The graphs at ``index`` (no splits of their own)."""
         idx = np.asarray(index, dtype=np.int64).reshape(-1)
         return GraphSet([self.x[i] for i in idx], [self.edge_index[i] for i in idx], self.y[torch.from_numpy(idx)],
-                        name or self.name, list(self.classes), self.source)
+                        name or self.name, list(self.classes), self.source, feature_names=list(self.feature_names))
 
     def split(self, name: str) -> GraphSet:
         """The ``train``, ``val`` or ``test`` graphs."""
@@ -150,6 +151,11 @@ def _check_graph_labels(labels: Any, n_graphs: int, name: str) -> torch.Tensor:
     if len(y) and int(y.min()) < 0:
         raise ConfigError(f"labels: {name}: class ids must be >= 0, got {int(y.min())}")
     return y
+
+
+def degree_names(max_degree: int) -> list[str]:
+    """Names of ``degree_features``' columns: 'degree 0', ..., 'degree 3+' (max_degree 3)."""
+    return [f"degree {d}" for d in range(max_degree)] + [f"degree {max_degree}+"]
 
 
 def degree_features(edge_index: torch.Tensor, num_nodes: int, max_degree: int) -> torch.Tensor:
@@ -230,7 +236,7 @@ def from_graphs(graphs: Sequence[Any], labels: Any, features: Sequence[Any] | No
                 raise ShapeError(f"features[{i}]: expected ({n}, F) for a graph of {n} nodes, got {tuple(x.shape)}")
     splits = stratified_split(y.numpy(), val_fraction, test_fraction, seed)
     return GraphSet(xs, [e for e, _n in edges], y, name, list(classes) if classes is not None else [], "user",
-                    splits)
+                    splits, degree_names(max_degree) if features is None else [])
 
 
 # ---------------------------------------------------------------------------------------------- motifs
@@ -337,7 +343,7 @@ def motifs(graphs: int = 600, motifs: Sequence[str] = tuple(MOTIF_CLASSES),
     splits = stratified_split(y, val_fraction, test_fraction, seed)
     src = (f"{base.upper()} base graphs of {min_nodes}-{max_nodes} nodes (mean degree {base_degree:g}), "
            f"{distractors} distractor(s) from {pool}, noise edges {noise_edges:g}")
-    return GraphSet(xs, es, y, "motifs", classes, src, splits)
+    return GraphSet(xs, es, y, "motifs", classes, src, splits, degree_names(max_degree))
 
 
 # ---------------------------------------------------------------------------------------------- molecules
@@ -471,7 +477,7 @@ def molecules(graphs: int = 600, min_atoms: int = 10, max_atoms: int = 25, max_r
     src = (f"random skeletons, {min_atoms}-{max_atoms} atoms with the planted group, up to {max_rings} rings of 5-6, "
            f"branching {branching:g}, heteroatoms {heteroatoms:g}; active = N-C-C-O present; label noise "
            f"{label_noise:g}")
-    return GraphSet(xs, es, y, "molecules", ["inactive", "active"], src, splits)
+    return GraphSet(xs, es, y, "molecules", ["inactive", "active"], src, splits, list(ATOMS))
 
 
 # ---------------------------------------------------------------------------------------------- registry

@@ -40,14 +40,12 @@ def launch_condensation(store: Store, data: str = "mnist5k", method: str = "dm",
 
 
 def method_sets(store: Store, run_ids: list[str]) -> dict[str, SyntheticSet]:
-    """The final synthetic sets of condensation runs, keyed '<method> IPC <k> · <id>' (runs without one are left
-    out): what the page's "compare with" shows side by side per class."""
-    out = {}
-    for rid in run_ids:
-        syn = load_synthetic(store.run_dir(store.resolve(rid)))
-        if syn is not None:
-            out[f"{syn.meta.get('method', '?')} IPC {syn.ipc} · {rid}"] = syn
-    return out
+    """The final synthetic sets of condensation runs, keyed '<method> IPC <k>' (with the run id's last 6 characters
+    when two runs share that; runs without a set are left out): what the page's "compare with" shows side by side."""
+    sets = {rid: syn for rid in run_ids if (syn := load_synthetic(store.run_dir(store.resolve(rid)))) is not None}
+    labels = {rid: f"{syn.meta.get('method', '?')} IPC {syn.ipc}" for rid, syn in sets.items()}
+    twice = {lab for lab in labels.values() if list(labels.values()).count(lab) > 1}
+    return {(f"{lab} ({rid[-6:]})" if lab in twice else lab): sets[rid] for rid, lab in labels.items()}
 
 
 def compare_methods(store: Store, run_ids: list[str], per_class: int = 4) -> Any:
@@ -57,8 +55,10 @@ def compare_methods(store: Store, run_ids: list[str], per_class: int = 4) -> Any
     sets = method_sets(store, run_ids)
     if not sets:
         raise ConfigError(f"runs {run_ids}: none has a final synthetic set yet")
-    classes = next(iter(sets.values())).classes
-    return method_comparison({k: (v.x, v.y) for k, v in sets.items()}, classes, per_class=per_class)
+    first = next(iter(sets.values()))
+    scale = max(2, -(-32 // first.in_shape[1]))  # small images (8x8 digits) drawn at least 32 pixels high
+    return method_comparison({k: (v.x, v.y) for k, v in sets.items()}, first.classes, per_class=per_class,
+                             scale=scale)
 
 
 def trajectory_figures(store: Store, run_id: str) -> dict[str, Any]:

@@ -61,7 +61,8 @@ def computation_trees(mirage_set: Any, per_class: int = 3, cols: int | None = No
                       title: str = "distilled computation trees per class") -> go.Figure:
     """The ``per_class`` most frequent trees of each class's tree-sets, one panel per tree titled with its class
     and frequency (training graphs of the class containing it); nodes coloured by their feature (one-hot index,
-    named by ``feature_names``, e.g. degree buckets), hover shows feature and depth."""
+    named by ``feature_names``, by default the graph set's: atom types, degree buckets), hover shows feature and
+    depth."""
     if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
         raise ConfigError(f"per_class: expected a positive integer, got {per_class!r}")
     k = len(mirage_set.classes)
@@ -76,6 +77,7 @@ def computation_trees(mirage_set: Any, per_class: int = 3, cols: int | None = No
     if not picks:
         raise ConfigError("mirage_set: has no tree-sets to draw; distill with a lower threshold")
     table = mirage_set.feature_table
+    feature_names = feature_names or mirage_set.meta.get("feature_names") or None
     palette = sequence(max(len(table), 1))
     cols = max(1, min(cols or per_class, len(picks)))
     rows = math.ceil(len(picks) / cols)

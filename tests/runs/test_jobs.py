@@ -19,7 +19,8 @@ from kdlab.runs.job import get_job, list_jobs
 from kdlab.runs.scheduler import refresh
 from kdlab.runs.spec import JobSpec, load_job
 
-KINDS = {"train", "condense", "cka", "frequency", "graph_kd", "graph_condense", "transfer_rank", "student_choice", "neighbours"}
+KINDS = {"train", "condense", "cka", "frequency", "graph_kd", "graph_condense", "transfer_rank", "student_choice",
+         "neighbours"}
 
 
 @pytest.fixture

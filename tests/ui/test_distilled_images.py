@@ -104,11 +104,11 @@ def test_page_compares_runs_per_class_side_by_side(store):
     assert set(page.compare_picker.options.values()) == {a, b} and not page.comparison.visible
     page.compare = [b]
     fig = page.comparison.object
-    assert page.comparison.visible and list(fig.layout.xaxis.ticktext) == [f"random IPC 2 · {a}", f"random IPC 1 · {b}"]
+    assert page.comparison.visible and list(fig.layout.xaxis.ticktext) == ["random IPC 2", "random IPC 1"]
     z = np.asarray(fig.data[0].z)
     first_b = rb.synthetic.x[rb.synthetic.y == 0][0].clamp(0, 1)  # class 0 of run b: after 2 images and a gap
     expected = (first_b.permute(1, 2, 0).repeat(1, 1, 3).numpy() * 255 + 0.5).astype(np.uint8)
-    assert np.array_equal(z[2:18, 2 + 3 * 18:2 + 3 * 18 + 16], expected.repeat(2, 0).repeat(2, 1))
+    assert np.array_equal(z[4:36, 4 + 3 * 36:4 + 3 * 36 + 32], expected.repeat(4, 0).repeat(4, 1))  # 8x8 at 4x
     assert compare_methods(store, [a, b]).to_dict() == fig.to_dict()  # the plain call draws the same figure
 
 
@@ -128,6 +128,8 @@ def test_page_runs_mirage_in_a_job_and_draws_its_trees_and_accuracy(store):
     trees = page.graphs.panes["trees"].object
     drawn = {(t.meta["class"], t.meta["tree"]) for t in trees.data if t.meta}
     assert drawn and {c for c, _ in drawn} <= set(art.mirage_set.classes)
+    legend = {t.name for t in trees.data if t.mode == "markers"}
+    assert legend and legend <= {"degree 0", "degree 1", "degree 2", "degree 3+"}  # motifs' feature names
     bars = {t.name: list(t.y) for t in page.graphs.panes["accuracy"].object.data}
     table = art.table.set_index("data")["test_acc"]
     assert bars == {"full training set": [pytest.approx(100 * table["full"])],
