@@ -113,7 +113,7 @@ def render() -> None:
         row["distill s"] = f"{statistics.median(c['distill_s'] for c in cs):.1f}"
         its = [c["s_per_it"] for c in cs if c["s_per_it"]]
         row["s/it"] = f"{statistics.median(its):.3f}" if its else "-"
-        row["stored / trained images"] = f"{cs[0]['stored_images']} / {cs[0]['train_images']}"
+        row["stored / trained images"] = f"{cs[0]['stored_images']:.4g} / {cs[0]['train_images']}"
         row["eval epochs"] = cs[0]["eval_epochs"]
         row["load avg"] = f"{statistics.mean(c['load_avg'] for c in cs):.1f}"
         rows.append(row)

@@ -41,6 +41,15 @@ def file_lock(path: str | os.PathLike) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def digest_tensor(h: Any, t: Any) -> None:
+    """Feed a tensor's dtype, shape and bytes to hash ``h`` (content keys of caches: same data, same key)."""
+    import torch  # lazy: this module stays importable without torch's start-up cost
+
+    t = t.detach().cpu().contiguous()
+    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
 def config_key(config: Mapping[str, Any]) -> str:
     """A stable key of a training configuration (JSON, sorted keys)."""
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:20]

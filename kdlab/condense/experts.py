@@ -35,7 +35,7 @@ from torch import nn
 from kdlab.condense import augment
 from kdlab.errors import ConfigError
 from kdlab.models import create
-from kdlab.paths import cache_dir, config_key, file_lock
+from kdlab.paths import cache_dir, config_key, digest_tensor, file_lock
 
 VARIANTS = ("plain", "flat", "smooth")
 GSAM_EPS = 1e-12  # the reference GSAM's perturb_eps
@@ -82,9 +82,7 @@ class Experts:
 def _digest(tensors: Sequence[torch.Tensor]) -> str:
     h = hashlib.blake2b(digest_size=20)
     for t in tensors:
-        t = t.detach().cpu().contiguous()
-        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest_tensor(h, t)
     return h.hexdigest()
 
 

@@ -16,14 +16,9 @@ import torch
 from torch import nn
 
 from kdlab.distill.base import TeacherOutput
+from kdlab.paths import digest_tensor
 
 LIMIT_MB = 256.0  # outputs larger than this are recomputed rather than written
-
-
-def _digest_tensor(h: hashlib._Hash, t: torch.Tensor) -> None:
-    t = t.detach().cpu().contiguous()
-    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
 def output_key(model: nn.Module, x: torch.Tensor, layers: Sequence[str] = ()) -> str:
@@ -32,8 +27,8 @@ def output_key(model: nn.Module, x: torch.Tensor, layers: Sequence[str] = ()) ->
     h.update(f"{type(model).__module__}.{type(model).__qualname__}|{','.join(layers)}".encode())
     for name, t in model.state_dict().items():
         h.update(name.encode())
-        _digest_tensor(h, t)
-    _digest_tensor(h, x)
+        digest_tensor(h, t)
+    digest_tensor(h, x)
     return h.hexdigest()
 
 

@@ -54,8 +54,10 @@ def condense_section(run: RunData) -> list[tuple[str, str, go.Figure]]:
             syn.extras["distance_to_expert"], title=f"{name}: parameter distance to the expert, per epoch")))
         loss = syn.meta.get("loss") or []
         if loss:
+            lr = syn.extras.get("syn_lr_history")
             out.append(("condense-matching", "matching distance", matching_distance(
-                list(range(1, len(loss) + 1)), loss, title=f"{name}: normalised distance to the expert's target")))
+                list(range(1, len(loss) + 1)), loss, lr if lr is not None and len(lr) == len(loss) else None,
+                title=f"{name}: normalised distance to the expert's target")))
     iters = _spaced(list_snapshots(run.folder), MAX_SNAPSHOTS)
     if len(iters) > 1:
         snaps = [(it, s.x, s.y) for it in iters for s in [load_snapshot(run.folder, it)]]
