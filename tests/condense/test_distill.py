@@ -74,7 +74,7 @@ def test_soft_labels_are_distributions(digits_train):
     assert torch.equal(s.targets(), s.soft)
 
 
-@pytest.mark.parametrize("bad,match", [({"method": "mtt"}, "method"), ({"ipc": 0}, "ipc"),
+@pytest.mark.parametrize("bad,match", [({"method": "mttt"}, "condense.method.*mtt"), ({"ipc": 0}, "ipc"),
                                        ({"init": "zeros"}, "init"), ({"model": "nope"}, "nope"),
                                        ({"dsa_strategy": "blur"}, "valid")])
 def test_bad_config_names_the_field(bad, match):
