@@ -63,14 +63,6 @@ def test_infer_resumes_from_the_stored_layout_of_its_snapshot(digits_train):
                           torch.from_numpy(full.extras["compensators"]), atol=1e-5)
 
 
-def test_infer_same_seed_same_set(digits_train):
-    a = condense(digits_train, method="infer", ipc=2, seed=1, method_params=TINY, **FAST)
-    b = condense(digits_train, method="infer", ipc=2, seed=1, method_params=TINY, **FAST)
-    c = condense(digits_train, method="infer", ipc=2, seed=2, method_params=TINY, **FAST)
-    assert torch.equal(a.x, b.x) and torch.equal(a.soft, b.soft)
-    assert not torch.equal(a.x, c.x)
-
-
 def test_infer_ipc_too_small_names_the_smallest_valid_ipc_before_any_work(digits_train, monkeypatch):
     monkeypatch.setattr(infer_mod, "train_committee", lambda *a, **k: pytest.fail("trained before checking"))
     with pytest.raises(ConfigError, match=r"condense\.ipc: .*ipc >= 2, got 1"):
@@ -114,17 +106,17 @@ def test_nrr_keeps_critical_pixels_exactly_and_refines_the_rest(digits_train):
     assert done.meta["cam_stage"] == "features.1"  # the last stage of a 2-block ConvNet on 8x8 is 2x2
 
 
-def test_nrr_same_seed_same_set(digits_train):
-    a = condense(digits_train, method="nrr_dd", ipc=2, seed=1, method_params=NRR, **FAST)
-    b = condense(digits_train, method="nrr_dd", ipc=2, seed=1, method_params=NRR, **FAST)
-    c = condense(digits_train, method="nrr_dd", ipc=2, seed=2, method_params=NRR, **FAST)
-    assert torch.equal(a.x, b.x) and torch.equal(a.soft, b.soft)
-    assert not torch.equal(a.x, c.x)
-
-
 def test_nrr_bad_input_fails_before_any_work(digits_train, monkeypatch):
     monkeypatch.setattr(nrr_mod, "train_committee", lambda *a, **k: pytest.fail("trained before checking"))
     with pytest.raises(ConfigError, match=r"condense\.init"):
         condense(digits_train, method="nrr_dd", ipc=2, init="noise", method_params=NRR, **FAST)
     with pytest.raises(ConfigError, match=r"condense\.method_params\.teacher"):
         condense(digits_train, method="nrr_dd", ipc=2, method_params={**NRR, "teacher": "mlp"}, **FAST)
+
+
+@pytest.mark.parametrize("method", ["infer", "nrr_dd"])
+def test_same_seed_same_set(digits_train, method):
+    params = {"infer": TINY, "nrr_dd": NRR}[method]
+    a, b, c = (condense(digits_train, method=method, ipc=2, seed=s, method_params=params, **FAST) for s in (1, 1, 2))
+    assert torch.equal(a.x, b.x) and torch.equal(a.soft, b.soft)
+    assert not torch.equal(a.x, c.x)
