@@ -74,7 +74,7 @@ def graphcut_gains(sim: torch.Tensor, selected: torch.Tensor, lam: float) -> tor
     return lam * sim.sum(0) - 2 * sim[selected].sum(0)
 
 
-def quantize_bins(sim: torch.Tensor, bins: int, lam: float = 1.0) -> list[torch.Tensor]:
+def quantize_bins(sim: torch.Tensor, bins: int, lam: float) -> list[torch.Tensor]:
     """Split the n images of the similarity matrix ``sim`` (n, n) into ``bins`` disjoint bins of (nearly) equal
     size by greedy GraphCut; each bin is chosen from the images no earlier bin took. Returns the positions of each
     bin, in the order chosen."""

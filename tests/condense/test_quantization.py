@@ -141,4 +141,25 @@ def test_bad_input_fails_before_any_work_naming_the_field(digits_train, monkeypa
 
 def test_bins_cannot_outnumber_images():
     with pytest.raises(ConfigError, match="bins"):
-        quantize_bins(similarity(torch.rand(3, 2)), 4)
+        quantize_bins(similarity(torch.rand(3, 2)), 4, 1.0)
+
+
+def test_one_bin_is_the_whole_class_and_n_bins_are_singletons():
+    sim = similarity(torch.rand(5, 3, generator=torch.Generator().manual_seed(0)))
+    (one,) = quantize_bins(sim, 1, 1.0)
+    assert sorted(one.tolist()) == [0, 1, 2, 3, 4]
+    singles = quantize_bins(sim, 5, 1.0)
+    assert [len(b) for b in singles] == [1] * 5 and sorted(torch.cat(singles).tolist()) == [0, 1, 2, 3, 4]
+    with pytest.raises(ConfigError, match=r"bins: 0 bins for 5 images; valid: 1..5"):
+        quantize_bins(sim, 0, 1.0)
+
+
+@pytest.mark.parametrize("keep,kept", [(0.8, 12), (0.29, 4)])
+def test_patch_dropping_keeps_the_floor_of_the_share_even_when_it_is_inexact(keep, kept):
+    """16 patches: 0.8 keeps floor(12.8) = 12, not 13; 0.29 * 16 = 4.64 keeps 4. And 100 patches at 0.29 (29 in
+    exact arithmetic, 28.999999999999996 in floating point) keep 29."""
+    x = torch.rand(1, 1, 8, 8)
+    _, mask = drop_patches(x, torch.rand(1, 4, 4), keep, 2, torch.zeros(1, 1, 1, 1))
+    assert int(mask.sum()) == kept
+    _, mask = drop_patches(torch.rand(1, 1, 20, 20), torch.rand(1, 10, 10), 0.29, 2, torch.zeros(1, 1, 1, 1))
+    assert int(mask.sum()) == 29
