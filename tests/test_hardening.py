@@ -198,7 +198,9 @@ def _kdlab(*argv: str, **kw) -> subprocess.Popen:
 def test_9_ctrl_c_on_train_ends_with_one_line_and_keeps_the_checkpoint(home, tmp_path):
     from kdlab.runs.background import check_checkpoint
 
-    spec = write(tmp_path / "s.yaml", {**QUICK, "optim": {"epochs": 200, "batch_size": 64}})
+    # 5,000 epochs of ~5 ms: a busy machine may wake this test well after the first checkpoint, and 200 epochs
+    # could then end before the Ctrl-C (exit 0); interrupted, the run ends at once
+    spec = write(tmp_path / "s.yaml", {**QUICK, "optim": {"epochs": 5000, "batch_size": 64}})
     folder = tmp_path / "run"
     p = _kdlab("train", spec, "--run-dir", str(folder))
     last = folder / "checkpoints" / "last.pt"

@@ -139,9 +139,10 @@ def test_sweeps_page_launches_and_follows_a_sweep(browser, shots, tmp_path):
         result = read_sweep(store.run_dir(job.id))
         assert len(result.trials) == 3 and result.best is not None
         expect(page.locator(".kdlab-sweeps-counts")).to_contain_text(f"{result.counts()['complete']} complete")
-        expect(page.locator(".kdlab-sweeps-table .tabulator-row")).to_have_count(3)
+        # the page's next poll after the sweep ended redraws the table with every trial (it may lag the status line)
+        expect(page.locator(".kdlab-sweeps-table .tabulator-row")).to_have_count(3, timeout=30_000)
         states = page.locator(".kdlab-sweeps-table .tabulator-cell[tabulator-field=state]")
-        expect(states).to_have_text([t.state for t in result.trials])  # the final states, not the live ones
+        expect(states).to_have_text([t.state for t in result.trials], timeout=30_000)  # the final states
         curves = page.locator(".kdlab-sweeps-curves .js-plotly-plot").first
         curves.wait_for(timeout=30_000)
         drawn = curves.evaluate("el => el.data.map(t => [t.meta.trial, Array.from(t.y)])")
