@@ -11,26 +11,31 @@ Nguyen et al., "Do Wide and Deep Networks Learn the Same Things?", ICLR 2021):
 - ``cka_matrix``: every (layer of model A, layer of model B) pair in one streaming pass over the data.
 
 All maths runs in float64 unless a ``dtype`` says otherwise; features are centred per batch before
-Gram matrices are formed (HSIC_1 is unchanged by it, and float32 then stays close to float64).
+Gram matrices are formed (HSIC_1 is unchanged by it, and float32 then stays close to float64). ``cka_matrix``
+forms its products in float32 by default and sums them in float64 (within 1e-6 of all-float64).
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from threadpoolctl import threadpool_limits
 from torch import nn
 
+from kdlab.analysis.syrk import grams_upper
 from kdlab.data.base import ArrayDataset, BatchLoader
 from kdlab.errors import ConfigError, ShapeError
 from kdlab.models.taps import FeatureTaps, resolve
 
 POOLS = ("flatten", "mean")
 Progress = Callable[[int, int, str], None]
+BatchHook = Callable[[Any, Any, dict[str, torch.Tensor], dict[str, torch.Tensor]], None]
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -167,42 +172,131 @@ def few_samples_warning(n_samples: int, n_features: int) -> str | None:
 
 # ------------------------------------------------------------------------------------------ minibatch
 
-def _u_centred(feats: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The U-centred linear Gram of one batch's features (centred first: exact maths, tighter float32)."""
-    f = feats.reshape(feats.shape[0], -1).to(dtype)
-    f = f - f.mean(0)
-    return center_gram(f @ f.T, unbiased=True)
+def centred(feats: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """One batch's features as a new (N, D) tensor of ``dtype`` with the batch mean removed: HSIC_1 does not
+    change, float32 products then stay close to float64, and later in-place ops cannot alter it."""
+    f = feats.reshape(feats.shape[0], -1)
+    if f.dtype != dtype:
+        f = f.to(dtype)
+    return f - f.mean(0)
+
+
+def _narrow_pairs(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], n: int) -> torch.Tensor:
+    """<U(K_i), U(L_j)> of every pair of narrow layers in the feature-space form, from one float64 product of their
+    centred features side by side: ||X_i^T Y_j||^2 - n/(n-2) r_i.r_j + |X_i|^2 |Y_j|^2 / ((n-1)(n-2)), r = the
+    squared row norms (the Grams' diagonals). Float64 because the last two terms cancel most of the first."""
+    def side(fs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        f = torch.cat(list(fs), 1).to(torch.float64)
+        f = f - f.mean(0)  # the form needs exactly centred columns (a float32 mean is off by its rounding)
+        seg = torch.repeat_interleave(torch.arange(len(fs), device=f.device),
+                                      torch.tensor([g.shape[1] for g in fs], device=f.device))
+        rows = torch.zeros(len(fs), n, dtype=torch.float64, device=f.device).index_add_(0, seg, f.square().T)
+        return f, seg, rows
+
+    x, seg_x, rx = side(xs)
+    y, seg_y, ry = side(ys)
+    sq = (x.T @ y).square()
+    blocks = torch.zeros(len(xs), sq.shape[1], dtype=torch.float64, device=sq.device).index_add_(0, seg_x, sq)
+    blocks = torch.zeros(len(xs), len(ys), dtype=torch.float64, device=sq.device).index_add_(1, seg_y, blocks)
+    return blocks - n / (n - 2) * (rx @ ry.T) + rx.sum(1)[:, None] * ry.sum(1)[None, :] / ((n - 1) * (n - 2))
+
+
+def _narrow(dims_a: Sequence[int], dims_b: Sequence[int], n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which layers take the feature-space form: those narrower than the batch (D < N), when the products of all
+    their pairs (N Da Db in float64) cost less than Gram matrices of them (N^2 D / 2, a symmetric rank-k update)
+    and their inner products (N^2 per pair); otherwise none."""
+    na = torch.tensor([d < n for d in dims_a], dtype=torch.bool)
+    nb = torch.tensor([d < n for d in dims_b], dtype=torch.bool)
+    sa = sum(d for d in dims_a if d < n)
+    sb = sum(d for d in dims_b if d < n)
+    if 2 * n * sa * sb >= n * n * ((sa + sb) / 2 + int(na.sum()) * int(nb.sum())):
+        return torch.zeros_like(na), torch.zeros_like(nb)
+    return na, nb
+
+
+class _Side:
+    """One model's layers in one batch: the strict upper triangles of the Grams (float64, one row per layer) of
+    the layers that need one (all but narrow layers paired only with narrow ones) with their row sums (of the
+    zero-diagonal Gram), and the narrow layers' centred features."""
+
+    def __init__(self, feats: Sequence[torch.Tensor], narrow: torch.Tensor, other_all_narrow: bool,
+                 workers: Callable = map):
+        self.wide = ~narrow
+        self.has_gram = self.wide | (not other_all_narrow)  # a narrow layer paired with a wide one needs its Gram
+        rows = [f for f, g in zip(feats, self.has_gram.tolist(), strict=True) if g]
+        self.grams = self.sums = None
+        if rows:
+            n = rows[0].shape[0]
+            self.grams = torch.empty(len(rows), n * n, dtype=torch.float64, device=rows[0].device)
+            for out, g in zip(self.grams, grams_upper(rows, workers), strict=True):
+                out.view(n, n).copy_(g)
+            square = self.grams.view(-1, n, n)
+            self.sums = square.sum(1) + square.sum(2)
+        self.narrow = [f for f, w in zip(feats, narrow.tolist(), strict=True) if w]
+
+    def self_terms(self, n: int) -> torch.Tensor:
+        """<U(K), U(K)> of each layer (feature-space form for a narrow one, else from its Gram)."""
+        out = torch.zeros(len(self.wide), dtype=torch.float64)
+        if self.grams is not None:
+            out[self.has_gram] = _gram_pairs(self, self, n, diagonal=True).cpu()
+        if self.narrow:
+            out[~self.wide] = torch.stack([_narrow_pairs([f], [f], n)[0, 0] for f in self.narrow]).cpu()
+        return out
+
+
+def _gram_pairs(a: _Side, b: _Side, n: int, diagonal: bool = False) -> torch.Tensor:
+    """<U(K_i), U(L_j)> from zero-diagonal Grams K~, L~ (Song et al. 2012, eq. 5, times n (n - 3)):
+    tr(K~ L~) + (1'K~1)(1'L~1) / ((n-1)(n-2)) - 2/(n-2) 1'K~L~1, with tr(K~ L~) = 2 <upper(K), upper(L)>;
+    all pairs of the two sides, or (``diagonal``) each layer of ``a`` with itself."""
+    ta, tb = a.sums.sum(1), b.sums.sum(1)
+    if diagonal:
+        return (2 * (a.grams @ a.grams.T).diagonal() + ta * ta / ((n - 1) * (n - 2))
+                - 2 / (n - 2) * a.sums.square().sum(1))
+    return (2 * (a.grams @ b.grams.T) + ta[:, None] * tb[None, :] / ((n - 1) * (n - 2))
+            - 2 / (n - 2) * (a.sums @ b.sums.T))
 
 
 class MinibatchCKA:
     """Accumulates HSIC_1 over batches for every (A layer, B layer) pair (Nguyen et al. 2021, eq. 3).
 
-    ``update(feats_a, feats_b)`` takes one batch's features per layer; each layer's Gram matrix is built
-    once per batch and all pairs come from one matrix product. Batches of fewer than 4 samples (where HSIC_1
-    is undefined) are skipped and counted in ``skipped``. ``value()`` is the (A, B) CKA matrix (float64).
+    ``update(feats_a, feats_b)`` takes one batch's features per layer and centres them; each layer's Gram matrix
+    is formed once (product in ``dtype``, U-centring and every later sum in float64) and all pairs come from one
+    product of the stacked Grams. Pairs of layers narrower than the batch (e.g. logits) take the feature-space
+    form when it is cheaper, all from one product of their features side by side. Batches of fewer than 4 samples
+    (where HSIC_1 is undefined) are skipped and counted in ``skipped``. ``value()`` is the (A, B) CKA matrix.
     """
 
-    def __init__(self, n_a: int, n_b: int, dtype: torch.dtype = torch.float64, same: bool = False):
-        self.dtype, self.same = dtype, same
+    def __init__(self, n_a: int, n_b: int, dtype: torch.dtype = torch.float64, workers: Callable = map):
+        self.dtype, self.workers = dtype, workers
         self.xy = torch.zeros(n_a, n_b, dtype=torch.float64)
         self.xx = torch.zeros(n_a, dtype=torch.float64)
         self.yy = torch.zeros(n_b, dtype=torch.float64)
         self.batches = self.samples = self.skipped = 0
 
-    def update(self, feats_a: Sequence[torch.Tensor], feats_b: Sequence[torch.Tensor] | None = None) -> None:
-        """Add one batch (``feats_b=None`` compares A's layers with themselves)."""
+    def update(self, feats_a: Sequence[torch.Tensor], feats_b: Sequence[torch.Tensor] | None = None,
+               is_centred: bool = False) -> None:
+        """Add one batch (``feats_b=None`` compares A's layers with themselves; ``is_centred``: the features come
+        from ``centred(..., self.dtype)`` already)."""
         n = feats_a[0].shape[0]
         if any(f.shape[0] != n for f in [*feats_a, *(feats_b or [])]):
             raise ShapeError("every layer's features must hold the same batch of samples")
         if n < 4:
             self.skipped += n
             return
-        a = torch.stack([_u_centred(f, self.dtype).flatten() for f in feats_a])
-        b = a if feats_b is None else torch.stack([_u_centred(f, self.dtype).flatten() for f in feats_b])
+        fa = list(feats_a) if is_centred else [centred(f, self.dtype) for f in feats_a]
+        fb = fa if feats_b is None else list(feats_b) if is_centred else [centred(f, self.dtype) for f in feats_b]
+        na, nb = _narrow([f.shape[1] for f in fa], [f.shape[1] for f in fb], n)
+        a = _Side(fa, na, bool(nb.all()), self.workers)
+        b = a if feats_b is None else _Side(fb, nb, bool(na.all()), self.workers)
+        xy = torch.zeros(len(fa), len(fb), dtype=torch.float64)
+        if a.grams is not None:  # then b has Grams too: of its wide layers, or of all when a has a wide one
+            xy[a.has_gram[:, None] & b.has_gram[None, :]] = _gram_pairs(a, b, n).flatten().cpu()
+        if a.narrow and b.narrow:
+            xy[na[:, None] & nb[None, :]] = _narrow_pairs(a.narrow, b.narrow, n).flatten().cpu()
         scale = 1.0 / (n * (n - 3))
-        self.xy += (a @ b.T).to(torch.float64) * scale
-        self.xx += a.square().sum(1).to(torch.float64) * scale
-        self.yy += b.square().sum(1).to(torch.float64) * scale
+        self.xy += xy * scale
+        self.xx += a.self_terms(n) * scale
+        self.yy += b.self_terms(n) * scale
         self.batches += 1
         self.samples += n
 
@@ -248,55 +342,78 @@ def _num_batches(data: Any, batch_size: int) -> int:
         return 0
 
 
+class _Tapped:
+    """One model on a batch: its output, its layers' centred CKA features and the raw outputs of kept layers."""
+
+    def __init__(self, stack: ExitStack, model: nn.Module, paths: Sequence[str], keep: Sequence[str],
+                 prep: Callable[[torch.Tensor], torch.Tensor]):
+        self.model = model
+        self.taps = stack.enter_context(FeatureTaps(model, paths, detach=True, transform=prep))
+        self.kept = stack.enter_context(FeatureTaps(model, keep, detach=True)) if keep else None
+
+    def __call__(self, x: torch.Tensor) -> tuple[Any, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        out = self.model(x)
+        return out, self.taps.pop(), self.kept.pop() if self.kept else {}
+
+
 @torch.no_grad()
 def cka_matrix(model_a: nn.Module, model_b: nn.Module, data: Any, layers_a: Sequence[str],
                layers_b: Sequence[str], batch_size: int = 256, pool: str = "flatten",
-               dtype: torch.dtype = torch.float64, device: str | torch.device | None = None,
-               max_samples: int | None = None, progress: Progress | None = None) -> pd.DataFrame:
+               dtype: torch.dtype = torch.float32, device: str | torch.device | None = None,
+               max_samples: int | None = None, progress: Progress | None = None,
+               on_batch: BatchHook | None = None, keep_a: Sequence[str] = (),
+               keep_b: Sequence[str] = ()) -> pd.DataFrame:
     """Minibatch linear CKA of every (``layers_a`` x ``layers_b``) pair in one pass over ``data``.
 
     Each batch runs both models once (in eval mode, under no_grad; a model compared with itself runs
-    once) with feature taps that copy each output before in-place ops; all pairs are updated from that
-    batch; the hooks are removed afterwards. Unknown layer names fail up front. ``pool`` says how layer
-    outputs become vectors (``flatten`` or spatial/token ``mean``). Returns a DataFrame (rows: ``layers_a``,
-    columns: ``layers_b``) whose ``attrs`` record the estimator, pool, samples and skipped samples.
+    once) with feature taps that pool and centre each output as it is made (a copy, so later in-place ops cannot
+    alter it); all pairs are updated from that batch; the hooks are removed afterwards. Unknown layer names fail
+    up front. ``pool`` says how layer outputs become vectors (``flatten`` or spatial/token ``mean``). ``dtype``
+    is the precision of the Gram / feature products (float32: within 1e-6 of float64 on centred features, at
+    about half the cost); every sum over them is float64. Memory beyond the models': one batch's centred features
+    and an N x N float64 matrix per layer (batch 250: 0.5 MB each). ``on_batch(out_a, out_b, kept_a, kept_b)``
+    sees each batch's model outputs and the raw outputs of the ``keep_a`` / ``keep_b`` layers of the same forward
+    passes, so other analyses of these samples need no pass of their own. Returns a DataFrame (rows:
+    ``layers_a``, columns: ``layers_b``) whose ``attrs`` record the estimator, pool, samples and skipped samples.
     """
     if pool not in POOLS:
         raise ConfigError(f"pool: {pool!r} is not one of {list(POOLS)}")
     if batch_size < 4:
         raise ConfigError(f"batch_size: must be >= 4 (HSIC_1 needs 4 samples per batch), got {batch_size}")
-    layers_a, layers_b = list(layers_a), list(layers_b)
+    if dtype not in (torch.float32, torch.float64):
+        raise ConfigError(f"dtype: {dtype} is not one of [torch.float32, torch.float64]")
+    layers_a, layers_b, keep_a, keep_b = list(layers_a), list(layers_b), list(keep_a), list(keep_b)
     for name, layers in (("layers_a", layers_a), ("layers_b", layers_b)):
         if not layers:
             raise ConfigError(f"{name}: give at least one layer path")
-    resolve(model_a, layers_a)
-    resolve(model_b, layers_b)
+    resolve(model_a, layers_a + keep_a)
+    resolve(model_b, layers_b + keep_b)
     same = model_a is model_b
     dev = torch.device(device) if device is not None else next(model_a.parameters()).device
     modes = (model_a.training, model_b.training)
     model_a.eval()
     model_b.eval()
-    acc = MinibatchCKA(len(layers_a), len(layers_b), dtype)
     total = _num_batches(data, batch_size)
-    paths_a = list(dict.fromkeys(layers_a + layers_b)) if same else layers_a
+    prep = lambda t: centred(pool_features(t, pool), dtype)  # noqa: E731
     try:
-        with FeatureTaps(model_a, paths_a, clone=True, detach=True) as ta, \
-                (nullcontext() if same else FeatureTaps(model_b, layers_b, clone=True, detach=True)) as tb:
+        with ExitStack() as stack:
+            threads = stack.enter_context(ThreadPoolExecutor(torch.get_num_threads()))  # a batch's Grams at once,
+            stack.enter_context(threadpool_limits(1, user_api="blas"))  # one BLAS thread each
+            run_a = _Tapped(stack, model_a, list(dict.fromkeys(layers_a + layers_b)) if same else layers_a,
+                            list(dict.fromkeys(keep_a + keep_b)) if same else keep_a, prep)
+            run_b = run_a if same else _Tapped(stack, model_b, layers_b, keep_b, prep)
+            acc = MinibatchCKA(len(layers_a), len(layers_b), dtype, workers=threads.map)
             for i, x in enumerate(_batches(data, batch_size)):
                 if max_samples is not None and acc.samples + acc.skipped >= max_samples:
                     break
                 if max_samples is not None:
                     x = x[:max_samples - acc.samples - acc.skipped]
                 x = x.to(dev)
-                model_a(x)
-                fa = ta.pop()
-                if same:
-                    fb = fa
-                else:
-                    model_b(x)
-                    fb = tb.pop()
-                acc.update([pool_features(fa[p], pool) for p in layers_a],
-                           [pool_features(fb[p], pool) for p in layers_b])
+                out_a, fa, ka = run_a(x)
+                out_b, fb, kb = (out_a, fa, ka) if same else run_b(x)
+                acc.update([fa[p] for p in layers_a], [fb[p] for p in layers_b], is_centred=True)
+                if on_batch is not None:
+                    on_batch(out_a, out_b, {p: ka[p] for p in keep_a}, {p: kb[p] for p in keep_b})
                 if progress is not None:
                     progress(i + 1, total, f"batch {i + 1}/{total or '?'}")
     finally:

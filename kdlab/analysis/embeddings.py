@@ -84,9 +84,11 @@ def _key(**parts: Any) -> str:
 
 def embed_pair(teacher: nn.Module, student: nn.Module, data: ArrayDataset, teacher_layer: str,
                student_layer: str, method: str = "pca", pool: str = "mean", max_samples: int = 1000,
-               seed: int = 0, cache_dir: str | Path | None = None) -> EmbeddingPair:
+               seed: int = 0, cache_dir: str | Path | None = None,
+               features: tuple[Any, Any] | None = None) -> EmbeddingPair:
     """Embed ``teacher_layer`` and ``student_layer`` features of the first ``max_samples`` samples; read from /
-    write to ``cache_dir`` when given (keyed by data, layers, method, pool, samples, seed and the weights)."""
+    write to ``cache_dir`` when given (keyed by data, layers, method, pool, samples, seed and the weights).
+    ``features``: the two layers' pooled features of those samples when another pass has them already."""
     if method not in METHODS:
         raise ConfigError(f"method: {method!r} is not one of {list(METHODS)}")
     n = min(max_samples, len(data))
@@ -100,8 +102,9 @@ def embed_pair(teacher: nn.Module, student: nn.Module, data: ArrayDataset, teach
         if path.is_file():
             with np.load(path, allow_pickle=False) as z:
                 return EmbeddingPair(z["teacher"], z["student"], z["labels"], method, teacher_layer, student_layer)
-    t = embed(layer_features(teacher, data, teacher_layer, pool, max_samples=n), method, seed)
-    s = embed(layer_features(student, data, student_layer, pool, max_samples=n), method, seed)
+    ft, fs = features if features is not None else (layer_features(teacher, data, teacher_layer, pool, max_samples=n),
+                                                    layer_features(student, data, student_layer, pool, max_samples=n))
+    t, s = embed(ft, method, seed), embed(fs, method, seed)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, teacher=t, student=s, labels=labels)

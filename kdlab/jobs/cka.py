@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
-from kdlab.analysis.agreement import model_agreement
-from kdlab.analysis.cka import POOLS, cka_matrix, few_samples_warning
+from kdlab.analysis.agreement import agreement
+from kdlab.analysis.cka import POOLS, cka_matrix, few_samples_warning, pool_features
 from kdlab.analysis.embeddings import METHODS, embed_pair
 from kdlab.jobs.source import RUN_PARAM, check_source_run, source_models
 from kdlab.models.taps import declared_layers, feature_shapes
@@ -86,16 +87,24 @@ def analyze(teacher: Any, student: Any, data: Any, teacher_layers: list[str] | N
             for s in feature_shapes(m, ls, data.in_shape).values()] if pool == "flatten" else [0]
     n = min(max_samples, len(data))
     total = -(-n // batch_size) + 2
+    t_emb = declared_layers(teacher, "embedding")[0] if not teacher_layers else t_layers[-1]
+    s_emb = declared_layers(student, "embedding")[0] if not student_layers else s_layers[-1]
+    seen: dict[str, list[torch.Tensor]] = {"t": [], "s": [], "ft": [], "fs": []}
+
+    def keep(out_t: Any, out_s: Any, kept_t: dict, kept_s: dict) -> None:  # agreement and embeddings, same pass
+        for key, value in (("t", out_t), ("s", out_s), ("ft", pool_features(kept_t[t_emb], "mean")),
+                           ("fs", pool_features(kept_s[s_emb], "mean"))):
+            seen[key].append(value.detach().to("cpu", torch.float64 if key[0] == "f" else torch.float32))
+
     cka = cka_matrix(teacher, student, data, t_layers, s_layers, batch_size=batch_size, pool=pool,
-                     max_samples=n, device=device,
+                     max_samples=n, device=device, on_batch=keep, keep_a=[t_emb], keep_b=[s_emb],
                      progress=lambda d, _t, _m: progress(d, total, f"CKA batch {d}/{total - 2}"))
     cka.attrs["warning"] = few_samples_warning(cka.attrs["n_samples"], max(dims)) or ""
     progress(total - 2, total, "agreement")
-    agree = model_agreement(teacher, student, data.subset(np.arange(n)))
+    agree = agreement(torch.cat(seen["t"]), torch.cat(seen["s"]), data.y[:n], list(data.classes))
     progress(total - 1, total, f"{embedding} embeddings")
-    emb = embed_pair(teacher, student, data, declared_layers(teacher, "embedding")[0] if not teacher_layers
-                     else t_layers[-1], declared_layers(student, "embedding")[0] if not student_layers
-                     else s_layers[-1], method=embedding, max_samples=n, cache_dir=cache_dir)
+    emb = embed_pair(teacher, student, data, t_emb, s_emb, method=embedding, max_samples=n, cache_dir=cache_dir,
+                     features=(torch.cat(seen["ft"]).numpy(), torch.cat(seen["fs"]).numpy()))
     progress(total, total, "done")
     return cka, agree, emb
 

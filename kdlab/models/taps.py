@@ -2,7 +2,7 @@
 tap paths a zoo model declares (``declared_layers``, ``chosen_layers``)."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -48,12 +48,15 @@ class FeatureTaps:
     """Context manager recording the outputs of ``paths`` of ``model`` on each forward.
 
     ``clone=True`` copies each output so later in-place ops (``ReLU(inplace=True)``) cannot alter it;
-    ``detach=True`` drops the graph (for analysis under ``no_grad``). Hooks are removed on exit.
+    ``detach=True`` drops the graph (for analysis under ``no_grad``); ``transform`` replaces the copy with a
+    function of the output that returns a new tensor (e.g. pooled, centred features: one pass instead of two).
+    Hooks are removed on exit.
     """
 
-    def __init__(self, model: nn.Module, paths: Sequence[str], clone: bool = True, detach: bool = False):
+    def __init__(self, model: nn.Module, paths: Sequence[str], clone: bool = True, detach: bool = False,
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None):
         self.model, self.paths = model, list(paths)
-        self.clone, self.detach = clone, detach
+        self.clone, self.detach, self.transform = clone, detach, transform
         self._modules = resolve(model, self.paths)
         self._handles: list = []
         self.features: dict[str, torch.Tensor] = {}
@@ -63,7 +66,7 @@ class FeatureTaps:
             t = _first_tensor(output)
             if self.detach:
                 t = t.detach()
-            self.features[path] = t.clone() if self.clone else t
+            self.features[path] = self.transform(t) if self.transform else t.clone() if self.clone else t
         return record
 
     def __enter__(self) -> FeatureTaps:

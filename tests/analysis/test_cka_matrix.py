@@ -9,7 +9,16 @@ import pytest
 import torch
 from torch import nn
 
-from kdlab.analysis.cka import MinibatchCKA, cka_matrix, matched_diagonal, minibatch_cka
+from kdlab.analysis.cka import (
+    MinibatchCKA,
+    _narrow,
+    cka_matrix,
+    gram_linear,
+    hsic1,
+    matched_diagonal,
+    minibatch_cka,
+)
+from kdlab.analysis.syrk import gram_upper
 from kdlab.data import load
 from kdlab.errors import ConfigError, UnknownNameError
 from kdlab.models import create
@@ -43,7 +52,7 @@ def _features(model, x, layers):
 def test_streaming_grid_equals_pairwise_minibatch_cka(digits, models):
     cnn, mlp = models
     la, lb = ["features.0", "features.1", "classifier"], ["blocks.0", "blocks.1", "head"]
-    df = cka_matrix(cnn, mlp, digits, la, lb, batch_size=100)
+    df = cka_matrix(cnn, mlp, digits, la, lb, batch_size=100, dtype=torch.float64)
     assert list(df.index) == la and list(df.columns) == lb
     assert df.attrs["n_samples"] == 300 and df.attrs["batches"] == 3 and df.attrs["pool"] == "flatten"
     fa, fb = _features(cnn, digits.x, la), _features(mlp, digits.x, lb)
@@ -51,6 +60,42 @@ def test_streaming_grid_equals_pairwise_minibatch_cka(digits, models):
         for b in lb:
             assert df.loc[a, b] == pytest.approx(minibatch_cka(fa[a], fb[b], batch_size=100), abs=1e-10)
     assert ((df.values > -1e-9) & (df.values < 1 + 1e-9)).all()
+    default = cka_matrix(cnn, mlp, digits, la, lb, batch_size=100)  # float32 products, float64 sums
+    assert 0 < np.abs(default.values - df.values).max() < 1e-6
+
+
+@pytest.mark.parametrize("dims_a, dims_b", [([3, 40], [7, 12]), ([7, 12], [3, 40]), ([5, 9], [2, 11]), ([2, 3], [1, 4]),
+                                            ([25, 40], [30, 21]), ([40, 2, 21], [1, 20, 19, 33])])
+def test_wide_and_narrow_layers_give_the_gram_form_values(dims_a, dims_b):
+    """Layers as wide as the batch (Gram form), narrower ones (feature-space form) and every mix of the two give
+    the U-centred Gram estimator's values (batches of 20: wide means 20 or more features)."""
+    torch.manual_seed(0)
+    base = torch.randn(60, 8, dtype=torch.float64)  # shared signal, so the pairs are far from 0
+    feats = [base @ torch.randn(8, d, dtype=torch.float64) + 0.5 * torch.randn(60, d, dtype=torch.float64) + 3.0
+             for d in dims_a + dims_b]
+    fa, fb = feats[:len(dims_a)], feats[len(dims_a):]
+    acc = MinibatchCKA(len(fa), len(fb))
+    xy = torch.zeros(len(fa), len(fb), dtype=torch.float64)
+    xx, yy = torch.zeros(len(fa), dtype=torch.float64), torch.zeros(len(fb), dtype=torch.float64)
+    for lo in range(0, 60, 20):
+        acc.update([f[lo:lo + 20] for f in fa], [f[lo:lo + 20] for f in fb])
+        ga = [gram_linear(f[lo:lo + 20]) for f in fa]
+        gb = [gram_linear(f[lo:lo + 20]) for f in fb]
+        xy += torch.tensor([[hsic1(g, h) for h in gb] for g in ga], dtype=torch.float64)
+        xx += torch.tensor([hsic1(g, g) for g in ga], dtype=torch.float64)
+        yy += torch.tensor([hsic1(h, h) for h in gb], dtype=torch.float64)
+    assert torch.allclose(acc.xy, xy, rtol=1e-10, atol=0) and torch.allclose(acc.xx, xx, rtol=1e-10, atol=0)
+    assert torch.allclose(acc.yy, yy, rtol=1e-10, atol=0)
+    assert torch.allclose(acc.value(), xy / (xx[:, None] * yy[None, :]).sqrt(), rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gram_upper_is_the_strict_upper_triangle_of_the_product(dtype):
+    f = torch.randn(37, 300, dtype=dtype)
+    g = gram_upper(f)
+    assert g.dtype == dtype and g.shape == (37, 37)
+    assert torch.allclose(g, (f @ f.T).triu(1), rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-3)
+    assert not g.tril().any()  # diagonal and lower triangle zero
 
 
 def test_in_place_relu_copy_gives_one_and_hooks_are_removed(digits):
@@ -84,6 +129,7 @@ def test_float32_centred_matches_float64_where_uncentred_float32_fails():
     torch.manual_seed(0)
     x = 1000.0 + 0.01 * torch.randn(250, 10, dtype=torch.float64)  # a near-constant layer (e.g. logits)
     y = x @ torch.randn(10, 10, dtype=torch.float64) + 0.1 * torch.randn(250, 10, dtype=torch.float64)
+    w = 500.0 + x @ torch.randn(10, 80, dtype=torch.float64)  # wider than a batch of 50: its Gram is formed
     # HSIC_1 from the Gram of uncentred float32 features (the trace formula torch-cka uses): the float32
     # Gram entries (~1e7) cannot hold the variation (~1e-1), so the estimate loses all its signal
     k = (x.float() @ x.float().T).double()
@@ -94,11 +140,12 @@ def test_float32_centred_matches_float64_where_uncentred_float32_fails():
     exact.update([x], [x])
     assert abs(float(naive) / (n * (n - 3)) - float(exact.xx)) > 0.5 * float(exact.xx)  # all signal lost
     grids = {}
-    x, y = x.float().double(), y.float().double()  # the same (float32-representable) inputs for both
+    x, y, w = x.float().double(), y.float().double(), w.float().double()  # float32-representable inputs for both
     for dt in (torch.float32, torch.float64):
-        acc = MinibatchCKA(2, 2, dtype=dt)
+        acc = MinibatchCKA(3, 3, dtype=dt)
         for lo in range(0, 250, 50):
-            acc.update([x[lo:lo + 50].to(dt), y[lo:lo + 50].to(dt)], [x[lo:lo + 50].to(dt), y[lo:lo + 50].to(dt)])
+            batch = [f[lo:lo + 50].to(dt) for f in (x, y, w)]
+            acc.update(batch, batch)
         grids[dt] = acc.value()
     assert torch.isfinite(grids[torch.float32]).all()
     assert (grids[torch.float32] - grids[torch.float64]).abs().max() < 1e-6
@@ -115,3 +162,59 @@ def test_pool_mean_progress_and_matched_diagonal(digits, models):
     assert list(diag.index) == ["features.0 ~ blocks.1", "features.1 ~ head"]
     assert diag.iloc[0] == df.loc["features.0", "blocks.1"]
     assert all(math.isfinite(v) for v in diag)
+
+
+def test_gram_upper_without_blas_syrk_is_the_same_triangle(monkeypatch):
+    """Off the CPU (or without scipy's BLAS) the triangle comes from a matrix product: same values."""
+    import kdlab.analysis.syrk as syrk
+
+    f = torch.randn(40, 70, dtype=torch.float64)
+    want = gram_upper(f)
+    monkeypatch.setattr(syrk, "_routine", lambda dtype: None)
+    assert torch.allclose(gram_upper(f), want, rtol=1e-12, atol=1e-12)
+
+
+def test_grid_does_not_depend_on_the_thread_count(digits, models):
+    """The Grams of a batch form in as many threads as torch uses, each one BLAS thread: the same grid (up to the
+    float32 rounding of forward passes run in one or two threads)."""
+    cnn, mlp = models
+    la, lb = ["features.0", "features.1", "classifier"], ["blocks.0", "head"]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = cka_matrix(cnn, mlp, digits, la, lb, batch_size=100)
+        torch.set_num_threads(2)
+        two = cka_matrix(cnn, mlp, digits, la, lb, batch_size=100)
+    finally:
+        torch.set_num_threads(threads)
+    assert np.abs(one.values - two.values).max() < 1e-7
+
+
+@pytest.mark.parametrize("dims_a, dims_b, want_a, want_b", [
+    ([10], [10], [True], [True]),  # logits x logits: N Da Db = 25,000 against a Gram's N^2 D / 2 + N^2
+    ([3136, 10], [3920, 10], [False, True], [False, True]),
+    ([256, 128, 64, 10], [256, 128, 64, 10], [False] * 4, [False] * 4),  # 52M against 30M: Grams are cheaper
+    ([250, 9], [10], [False, True], [True]),  # D == N is wide
+    ([125], [125], [True], [True]),  # 2 N Da Db = 7.81M against N^2 (D / 2 + D / 2 + 1) = 7.88M: just wins
+    ([126], [126], [False], [False]),  # 7.938M against 7.9375M: just loses
+    ([125], [127], [False], [False]),  # a tie (7.9375M both ways): the Gram form
+    ([10], [250, 9], [True], [False, True]),
+    ([250, 120], [125], [False, True], [True]),  # a wide layer's width does not count in the narrow sums
+    ([125], [250, 120], [True], [False, True]),
+])
+def test_narrow_layers_are_those_the_cost_model_picks(dims_a, dims_b, want_a, want_b):
+    na, nb = _narrow(dims_a, dims_b, 250)
+    assert na.tolist() == want_a and nb.tolist() == want_b
+
+
+def test_gram_upper_takes_blas_syrk_on_the_cpu(monkeypatch):
+    import kdlab.analysis.syrk as syrk
+
+    seen = []
+    real = syrk._routine
+    monkeypatch.setattr(syrk, "_routine", lambda dtype: seen.append(dtype) or real(dtype))
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        f = torch.randn(9, 5).to(dtype)
+        assert torch.allclose(gram_upper(f).double(), (f.double() @ f.double().T).triu(1), atol=0.1)
+    assert seen == [torch.float32, torch.float64]  # bfloat16 takes the matrix product
+    assert real(torch.float32) is not None and real(torch.float64) is not None

@@ -80,6 +80,35 @@ def test_cka_job_in_a_worker_equals_the_plain_call(store, finished):
     assert [r.id for r in store.jobs("cka", of=finished)] == [h.id]
 
 
+def test_cka_analysis_runs_each_model_once_per_batch_and_equals_separate_passes(store, finished):
+    """The agreement and the embeddings come from the CKA pass's own forward passes: one per model and batch, and
+    the same results as the agreement's and the embeddings' own passes."""
+    from kdlab.analysis.agreement import model_agreement
+    from kdlab.analysis.embeddings import embed_pair
+    from kdlab.jobs.cka import analyze
+    from kdlab.models.taps import declared_layers
+
+    m = load_models(store.run_dir(finished))
+    calls = {"t": [], "s": []}
+    hooks = [model.register_forward_pre_hook(lambda _m, args, k=k: calls[k].append(len(args[0])))
+             for k, model in (("t", m.teacher), ("s", m.student))]
+    try:
+        _cka, agree, emb = analyze(m.teacher, m.student, m.splits.val, batch_size=50, max_samples=120)
+    finally:
+        for h in hooks:
+            h.remove()
+    data_passes = {k: [n for n in sizes if n > 2] for k, sizes in calls.items()}  # 2: the layer-shape probe
+    assert data_passes == {"t": [50, 50, 20], "s": [50, 50, 20]}
+    want = model_agreement(m.teacher, m.student, m.splits.val.subset(np.arange(120)))
+    assert agree.top1 == want.top1 and agree.kl == pytest.approx(want.kl, abs=1e-6)
+    assert np.array_equal(agree.agree, want.agree) and agree.per_class.equals(want.per_class)
+    ref = embed_pair(m.teacher, m.student, m.splits.val, declared_layers(m.teacher, "embedding")[0],
+                     declared_layers(m.student, "embedding")[0], max_samples=120)
+    np.testing.assert_allclose(emb.teacher, ref.teacher, atol=1e-5)
+    np.testing.assert_allclose(emb.student, ref.student, atol=1e-5)
+    assert np.array_equal(emb.labels, ref.labels)
+
+
 def test_frequency_job_killed_mid_run_is_interrupted_and_resumes_what_is_missing(store, finished):
     h = kdlab.submit("frequency", store, run=finished, n_images=200, heatmap_images=120, device="cpu")
     wait_for(lambda: "Fourier heat map: student" in h.progress().message, timeout=180, what="second heat map")
