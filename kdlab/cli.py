@@ -37,6 +37,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from kdlab.runs.experiment import run_experiment
+    from kdlab.runs.interrupt import CtrlC
     from kdlab.runs.preflight import preflight
     from kdlab.runs.run_dir import claimed_run_dir
     from kdlab.runs.spec import load_spec
@@ -51,7 +52,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(f"training {spec.name!r}: {spec.method.name} {spec.teacher.name if spec.teacher else '-'} -> "
               f"{spec.student.name} on {spec.data.name} (run folder {out})", flush=True)
         try:
-            r = run_experiment(spec, run_dir=out, resume=args.resume)
+            with CtrlC() as ctrl_c:
+                r = run_experiment(spec, run_dir=out, resume=args.resume, callbacks=[ctrl_c],
+                                   teacher_callbacks=[ctrl_c])
         except KeyboardInterrupt:
             raise Interrupted(_resume_hint(args.spec, out)) from None
     print(f"teacher test acc {r.teacher.get('test/acc', float('nan')):.4f}  "

@@ -215,6 +215,38 @@ def test_9_ctrl_c_on_train_ends_with_one_line_and_keeps_the_checkpoint(home, tmp
     assert int(check_checkpoint(last)["epoch"]) >= 1
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped interrupt, printed
+def test_9_ctrl_c_that_python_drops_still_ends_training(tmp_path):
+    """SIGINT arriving while a destructor runs: Python prints "Exception ignored" and trains on; with CtrlC (what
+    ``kdlab train`` installs) the run ends at the next epoch."""
+    from kdlab.distill.trainer import Callback
+    from kdlab.runs.experiment import run_experiment
+    from kdlab.runs.interrupt import CtrlC
+
+    class Bomb:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)  # the handler runs here; its KeyboardInterrupt is dropped
+
+    class AtEpoch(Callback):
+        def __init__(self):
+            self.epochs = 0
+
+        def on_epoch_end(self, trainer, metrics):
+            self.epochs += 1
+            if self.epochs == 1:
+                Bomb()
+
+    spec = {**QUICK, "optim": {"epochs": 4, "batch_size": 64}}
+    plain = AtEpoch()
+    run_experiment(spec, run_dir=tmp_path / "plain", callbacks=[plain])  # the default handler: interrupt lost
+    assert plain.epochs == 4
+    guarded = AtEpoch()
+    with CtrlC() as ctrl_c, pytest.raises(KeyboardInterrupt):
+        run_experiment(spec, run_dir=tmp_path / "guarded", callbacks=[guarded, ctrl_c])
+    assert ctrl_c.hit and guarded.epochs == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
 def test_9_a_closed_pipe_ends_with_one_line(tmp_path):
     store = open_store(tmp_path / "store")
     for _ in range(3):
