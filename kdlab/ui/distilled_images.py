@@ -146,6 +146,7 @@ class DistilledImagesPage(param.Parameterized):
                                    visible=False, css_classes=["kdlab-distilled-grid"])
         self._snapshots: list[int] = []
         self._trajectories_of: str | None = None
+        self._launched: str | None = None  # the run Launch started, until its first snapshot is drawn
         self.refresh_options()
         self._load_run()
         self._draw_trajectories()
@@ -244,10 +245,18 @@ class DistilledImagesPage(param.Parameterized):
             return None
         return self.job.compute()
 
+    @property
+    def busy(self) -> bool:
+        """Waiting on a job, or on the first snapshot of the run it launched (the dashboard then polls it every
+        ``BUSY_POLL_MS``)."""
+        return self.job.busy or self.graphs.busy or (self._launched is not None and self._launched == self.run_id
+                                                     and not self._snapshots)
+
     def launch(self) -> str:
         """Launch a condensation run on mnist5k with the form's method, IPC and iterations."""
         run_id = launch_condensation(self.store, method=self.method, ipc=self.ipc, iterations=self.iterations,
                                      cross_architecture=self.cross_architecture)
+        self._launched = run_id
         self.refresh_options()
         self.picker.value = run_id
         return run_id

@@ -54,6 +54,11 @@ class FrequencyPage(FinishedRunChoice, param.Parameterized):
         self._picked()
         self.graphs.follow()
 
+    @property
+    def busy(self) -> bool:
+        """Waiting on one of its jobs (the dashboard then polls it every ``BUSY_POLL_MS``)."""
+        return self.images.busy or self.graphs.busy
+
     @param.depends("run_id", watch=True)
     def _picked(self) -> None:
         if self.folder() is None:

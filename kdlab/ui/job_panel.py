@@ -76,6 +76,11 @@ class JobPanel:
         self.figures = pn.Column(sizing_mode="stretch_width")
         self.panes: dict[str, Any] = {}
 
+    @property
+    def busy(self) -> bool:
+        """Whether a job of this panel is yet to be drawn (submitted or followed, not shown yet)."""
+        return self.task is not None and self.button.disabled
+
     def params(self) -> dict[str, Any]:
         """The job's parameters as the form and the page set them."""
         values = {k: getattr(self.form, k) for k in self.form.param if k != "name"}

@@ -48,6 +48,11 @@ class RepresentationsPage(FinishedRunChoice, param.Parameterized):
     def button(self) -> Any:
         return self.job.button
 
+    @property
+    def busy(self) -> bool:
+        """Waiting on its job (the dashboard then polls it every ``BUSY_POLL_MS``)."""
+        return self.job.busy
+
     @param.depends("run_id", watch=True)
     def _picked(self) -> None:
         """Show the newest cka job of the picked run (its progress or result) and its CKA over training."""

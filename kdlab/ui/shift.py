@@ -78,6 +78,11 @@ class Shift(param.Parameterized):
         """Show the newest ``shift`` job in the store (e.g. one a notebook started)."""
         return self.job.follow()
 
+    @property
+    def busy(self) -> bool:
+        """Waiting on its studies or its ranking (the dashboard then polls it every ``BUSY_POLL_MS``)."""
+        return self.job.busy or self.selection.job.busy
+
     def tick(self) -> None:
         self.job.tick()
         self.selection.tick()

@@ -1,6 +1,6 @@
 """The Representations page in a real browser: pick the finished run, Compute (a ``cka`` job done by a worker
-process), see the CKA heat map with the job's saved numbers; a reloaded page (a new session) shows it again
-without a new job."""
+process forked by the server's fork server), see the CKA heat map with the job's saved numbers; a reloaded page (a
+new session) shows it again without a new job."""
 from __future__ import annotations
 
 import numpy as np
@@ -26,6 +26,8 @@ def test_representations_page_computes_and_shows_heatmap(browser, shots, tmp_pat
         store = open_store(home)
         (job,) = store.jobs("cka")
         assert job.status == "completed" and store.get_run(job.spec["params"]["run"]).name == "repr-browser"
+        # its worker was forked by the server's fork server (imports done: issue #25), not started as a process
+        assert "forked by the fork server" in (store.run_dir(job.id) / "worker.log").read_text()
         saved = get_job("cka").read(store.run_dir(job.id)).cka
         heat = page.locator(".kdlab-repr-heatmap .js-plotly-plot").first
         heat.wait_for(timeout=30_000)
