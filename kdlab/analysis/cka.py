@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import Any
 
@@ -28,7 +27,7 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch import nn
 
-from kdlab.analysis.syrk import grams_upper
+from kdlab.analysis.gram import LayerBatch
 from kdlab.data.base import ArrayDataset, BatchLoader
 from kdlab.errors import ConfigError, ShapeError
 from kdlab.models.taps import FeatureTaps, resolve
@@ -172,15 +171,6 @@ def few_samples_warning(n_samples: int, n_features: int) -> str | None:
 
 # ------------------------------------------------------------------------------------------ minibatch
 
-def centred(feats: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """One batch's features as a new (N, D) tensor of ``dtype`` with the batch mean removed: HSIC_1 does not
-    change, float32 products then stay close to float64, and later in-place ops cannot alter it."""
-    f = feats.reshape(feats.shape[0], -1)
-    if f.dtype != dtype:
-        f = f.to(dtype)
-    return f - f.mean(0)
-
-
 def _narrow_pairs(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], n: int) -> torch.Tensor:
     """<U(K_i), U(L_j)> of every pair of narrow layers in the feature-space form, from one float64 product of their
     centred features side by side: ||X_i^T Y_j||^2 - n/(n-2) r_i.r_j + |X_i|^2 |Y_j|^2 / ((n-1)(n-2)), r = the
@@ -215,24 +205,23 @@ def _narrow(dims_a: Sequence[int], dims_b: Sequence[int], n: int) -> tuple[torch
 
 
 class _Side:
-    """One model's layers in one batch: the strict upper triangles of the Grams (float64, one row per layer) of
-    the layers that need one (all but narrow layers paired only with narrow ones) with their row sums (of the
-    zero-diagonal Gram), and the narrow layers' centred features."""
+    """One model's layers in one batch: the Gram triangles (float64, one row per layer) and row sums of the layers
+    that need them (all but narrow layers paired only with narrow ones), and the narrow layers' centred features."""
 
-    def __init__(self, feats: Sequence[torch.Tensor], narrow: torch.Tensor, other_all_narrow: bool,
-                 workers: Callable = map):
+    def __init__(self, items: Sequence[LayerBatch], narrow: torch.Tensor, other_all_narrow: bool,
+                 buffer: torch.Tensor | None = None):
         self.wide = ~narrow
         self.has_gram = self.wide | (not other_all_narrow)  # a narrow layer paired with a wide one needs its Gram
-        rows = [f for f, g in zip(feats, self.has_gram.tolist(), strict=True) if g]
+        rows = [it.with_gram() for it, g in zip(items, self.has_gram.tolist(), strict=True) if g]
         self.grams = self.sums = None
         if rows:
-            n = rows[0].shape[0]
-            self.grams = torch.empty(len(rows), n * n, dtype=torch.float64, device=rows[0].device)
-            for out, g in zip(self.grams, grams_upper(rows, workers), strict=True):
-                out.view(n, n).copy_(g)
-            square = self.grams.view(-1, n, n)
-            self.sums = square.sum(1) + square.sum(2)
-        self.narrow = [f for f, w in zip(feats, narrow.tolist(), strict=True) if w]
+            n, dev = rows[0].n, rows[0].upper.device
+            if buffer is None or buffer.shape != (len(rows), n * n) or buffer.device != dev:
+                buffer = torch.empty(len(rows), n * n, dtype=torch.float64, device=dev)
+            for out, r in zip(buffer, rows, strict=True):
+                out.view(n, n).copy_(r.upper)  # to float64, into the buffer the last batch used
+            self.grams, self.sums = buffer, torch.stack([r.sums for r in rows])
+        self.narrow = [it.feats for it, w in zip(items, narrow.tolist(), strict=True) if w]
 
     def self_terms(self, n: int) -> torch.Tensor:
         """<U(K), U(K)> of each layer (feature-space form for a narrow one, else from its Gram)."""
@@ -259,35 +248,39 @@ def _gram_pairs(a: _Side, b: _Side, n: int, diagonal: bool = False) -> torch.Ten
 class MinibatchCKA:
     """Accumulates HSIC_1 over batches for every (A layer, B layer) pair (Nguyen et al. 2021, eq. 3).
 
-    ``update(feats_a, feats_b)`` takes one batch's features per layer and centres them; each layer's Gram matrix
-    is formed once (product in ``dtype``, U-centring and every later sum in float64) and all pairs come from one
-    product of the stacked Grams. Pairs of layers narrower than the batch (e.g. logits) take the feature-space
-    form when it is cheaper, all from one product of their features side by side. Batches of fewer than 4 samples
-    (where HSIC_1 is undefined) are skipped and counted in ``skipped``. ``value()`` is the (A, B) CKA matrix.
+    ``update(feats_a, feats_b)`` takes one batch per layer, as outputs or as ``LayerBatch`` (centred features, and
+    the Gram of a layer at least as wide as the batch, formed once: product in ``dtype``, every later sum in
+    float64); all Gram pairs come from one product of the stacked triangles. Pairs of layers narrower than the
+    batch (e.g. logits) take the feature-space form when it is cheaper, all from one product of their features
+    side by side. Batches of fewer than 4 samples (where HSIC_1 is undefined) are skipped and counted in
+    ``skipped``. ``value()`` is the (A, B) CKA matrix (float64).
     """
 
-    def __init__(self, n_a: int, n_b: int, dtype: torch.dtype = torch.float64, workers: Callable = map):
-        self.dtype, self.workers = dtype, workers
+    def __init__(self, n_a: int, n_b: int, dtype: torch.dtype = torch.float64):
+        self.dtype = dtype
+        self._buffers: dict[str, torch.Tensor | None] = {}  # float64 Gram rows, refilled batch after batch
         self.xy = torch.zeros(n_a, n_b, dtype=torch.float64)
         self.xx = torch.zeros(n_a, dtype=torch.float64)
         self.yy = torch.zeros(n_b, dtype=torch.float64)
         self.batches = self.samples = self.skipped = 0
 
-    def update(self, feats_a: Sequence[torch.Tensor], feats_b: Sequence[torch.Tensor] | None = None,
-               is_centred: bool = False) -> None:
-        """Add one batch (``feats_b=None`` compares A's layers with themselves; ``is_centred``: the features come
-        from ``centred(..., self.dtype)`` already)."""
-        n = feats_a[0].shape[0]
-        if any(f.shape[0] != n for f in [*feats_a, *(feats_b or [])]):
+    def update(self, feats_a: Sequence[torch.Tensor | LayerBatch],
+               feats_b: Sequence[torch.Tensor | LayerBatch] | None = None) -> None:
+        """Add one batch (``feats_b=None`` compares A's layers with themselves)."""
+        sizes = [f.n if isinstance(f, LayerBatch) else f.shape[0] for f in [*feats_a, *(feats_b or [])]]
+        n = sizes[0]
+        if any(m != n for m in sizes):
             raise ShapeError("every layer's features must hold the same batch of samples")
         if n < 4:
             self.skipped += n
             return
-        fa = list(feats_a) if is_centred else [centred(f, self.dtype) for f in feats_a]
-        fb = fa if feats_b is None else list(feats_b) if is_centred else [centred(f, self.dtype) for f in feats_b]
-        na, nb = _narrow([f.shape[1] for f in fa], [f.shape[1] for f in fb], n)
-        a = _Side(fa, na, bool(nb.all()), self.workers)
-        b = a if feats_b is None else _Side(fb, nb, bool(na.all()), self.workers)
+        prep = lambda fs: [f if isinstance(f, LayerBatch) else LayerBatch.of(f, self.dtype) for f in fs]  # noqa: E731
+        fa = prep(feats_a)
+        fb = fa if feats_b is None else prep(feats_b)
+        na, nb = _narrow([f.d for f in fa], [f.d for f in fb], n)
+        a = _Side(fa, na, bool(nb.all()), self._buffers.get("a"))
+        b = a if feats_b is None else _Side(fb, nb, bool(na.all()), self._buffers.get("b"))
+        self._buffers = {"a": a.grams, "b": b.grams}
         xy = torch.zeros(len(fa), len(fb), dtype=torch.float64)
         if a.grams is not None:  # then b has Grams too: of its wide layers, or of all when a has a wide one
             xy[a.has_gram[:, None] & b.has_gram[None, :]] = _gram_pairs(a, b, n).flatten().cpu()
@@ -346,12 +339,12 @@ class _Tapped:
     """One model on a batch: its output, its layers' centred CKA features and the raw outputs of kept layers."""
 
     def __init__(self, stack: ExitStack, model: nn.Module, paths: Sequence[str], keep: Sequence[str],
-                 prep: Callable[[torch.Tensor], torch.Tensor]):
+                 prep: Callable[[torch.Tensor], LayerBatch]):
         self.model = model
         self.taps = stack.enter_context(FeatureTaps(model, paths, detach=True, transform=prep))
         self.kept = stack.enter_context(FeatureTaps(model, keep, detach=True)) if keep else None
 
-    def __call__(self, x: torch.Tensor) -> tuple[Any, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def __call__(self, x: torch.Tensor) -> tuple[Any, dict[str, LayerBatch], dict[str, torch.Tensor]]:
         out = self.model(x)
         return out, self.taps.pop(), self.kept.pop() if self.kept else {}
 
@@ -370,11 +363,13 @@ def cka_matrix(model_a: nn.Module, model_b: nn.Module, data: Any, layers_a: Sequ
     alter it); all pairs are updated from that batch; the hooks are removed afterwards. Unknown layer names fail
     up front. ``pool`` says how layer outputs become vectors (``flatten`` or spatial/token ``mean``). ``dtype``
     is the precision of the Gram / feature products (float32: within 1e-6 of float64 on centred features, at
-    about half the cost); every sum over them is float64. Memory beyond the models': one batch's centred features
-    and an N x N float64 matrix per layer (batch 250: 0.5 MB each). ``on_batch(out_a, out_b, kept_a, kept_b)``
-    sees each batch's model outputs and the raw outputs of the ``keep_a`` / ``keep_b`` layers of the same forward
-    passes, so other analyses of these samples need no pass of their own. Returns a DataFrame (rows:
-    ``layers_a``, columns: ``layers_b``) whose ``attrs`` record the estimator, pool, samples and skipped samples.
+    about half the cost); every sum over them is float64. Each output becomes, in its forward hook (still in
+    cache), what CKA keeps of it: an N x N float64 Gram triangle (batch 250: 0.5 MB), or the centred features of a
+    layer narrower than the batch; that is all the memory it needs beyond the models'.
+    ``on_batch(out_a, out_b, kept_a, kept_b)`` sees each batch's model outputs and the raw outputs of the
+    ``keep_a`` / ``keep_b`` layers of the same forward passes, so other analyses of these samples need no pass of
+    their own. Returns a DataFrame (rows: ``layers_a``, columns: ``layers_b``) whose ``attrs`` record the
+    estimator, pool, samples and skipped samples.
     """
     if pool not in POOLS:
         raise ConfigError(f"pool: {pool!r} is not one of {list(POOLS)}")
@@ -394,15 +389,14 @@ def cka_matrix(model_a: nn.Module, model_b: nn.Module, data: Any, layers_a: Sequ
     model_a.eval()
     model_b.eval()
     total = _num_batches(data, batch_size)
-    prep = lambda t: centred(pool_features(t, pool), dtype)  # noqa: E731
+    prep = lambda t: LayerBatch.of(pool_features(t, pool), dtype)  # noqa: E731  (in the hook: output in cache)
     try:
         with ExitStack() as stack:
-            threads = stack.enter_context(ThreadPoolExecutor(torch.get_num_threads()))  # a batch's Grams at once,
-            stack.enter_context(threadpool_limits(1, user_api="blas"))  # one BLAS thread each
+            stack.enter_context(threadpool_limits(1, user_api="blas"))  # syrk on one thread (gram.gram_upper)
             run_a = _Tapped(stack, model_a, list(dict.fromkeys(layers_a + layers_b)) if same else layers_a,
                             list(dict.fromkeys(keep_a + keep_b)) if same else keep_a, prep)
             run_b = run_a if same else _Tapped(stack, model_b, layers_b, keep_b, prep)
-            acc = MinibatchCKA(len(layers_a), len(layers_b), dtype, workers=threads.map)
+            acc = MinibatchCKA(len(layers_a), len(layers_b), dtype)
             for i, x in enumerate(_batches(data, batch_size)):
                 if max_samples is not None and acc.samples + acc.skipped >= max_samples:
                     break
@@ -411,7 +405,7 @@ def cka_matrix(model_a: nn.Module, model_b: nn.Module, data: Any, layers_a: Sequ
                 x = x.to(dev)
                 out_a, fa, ka = run_a(x)
                 out_b, fb, kb = (out_a, fa, ka) if same else run_b(x)
-                acc.update([fa[p] for p in layers_a], [fb[p] for p in layers_b], is_centred=True)
+                acc.update([fa[p] for p in layers_a], [fb[p] for p in layers_b])
                 if on_batch is not None:
                     on_batch(out_a, out_b, {p: ka[p] for p in keep_a}, {p: kb[p] for p in keep_b})
                 if progress is not None:

@@ -3,6 +3,7 @@ tap paths a zoo model declares (``declared_layers``, ``chosen_layers``)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -49,12 +50,12 @@ class FeatureTaps:
 
     ``clone=True`` copies each output so later in-place ops (``ReLU(inplace=True)``) cannot alter it;
     ``detach=True`` drops the graph (for analysis under ``no_grad``); ``transform`` replaces the copy with a
-    function of the output that returns a new tensor (e.g. pooled, centred features: one pass instead of two).
+    function of the output that records something new (e.g. pooled, centred features, or what CKA keeps of them).
     Hooks are removed on exit.
     """
 
     def __init__(self, model: nn.Module, paths: Sequence[str], clone: bool = True, detach: bool = False,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None):
+                 transform: Callable[[torch.Tensor], Any] | None = None):
         self.model, self.paths = model, list(paths)
         self.clone, self.detach, self.transform = clone, detach, transform
         self._modules = resolve(model, self.paths)

@@ -18,7 +18,7 @@ from kdlab.analysis.cka import (
     matched_diagonal,
     minibatch_cka,
 )
-from kdlab.analysis.syrk import gram_upper
+from kdlab.analysis.gram import LayerBatch, gram_upper
 from kdlab.data import load
 from kdlab.errors import ConfigError, UnknownNameError
 from kdlab.models import create
@@ -89,13 +89,24 @@ def test_wide_and_narrow_layers_give_the_gram_form_values(dims_a, dims_b):
     assert torch.allclose(acc.value(), xy / (xx[:, None] * yy[None, :]).sqrt(), rtol=1e-10, atol=0)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_gram_upper_is_the_strict_upper_triangle_of_the_product(dtype):
+def test_gram_upper_is_the_strict_upper_triangle_of_the_product(dtype, threads):
     f = torch.randn(37, 300, dtype=dtype)
-    g = gram_upper(f)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)  # one thread: BLAS syrk; more: a matrix product
+        g = gram_upper(f)
+    finally:
+        torch.set_num_threads(before)
     assert g.dtype == dtype and g.shape == (37, 37)
-    assert torch.allclose(g, (f @ f.T).triu(1), rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-3)
+    want = (f.double() @ f.double().T).triu(1)
+    assert torch.allclose(g.double(), want, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-3)
     assert not g.tril().any()  # diagonal and lower triangle zero
+    wide, narrow = LayerBatch.of(f.T[:40].T.reshape(37, 4, 10), dtype), LayerBatch.of(f[:, :5], dtype)
+    assert wide.feats is None and wide.d == 40 and narrow.upper is None and narrow.feats.shape == (37, 5)
+    full = gram_upper(narrow.with_gram().feats)
+    assert torch.equal(narrow.upper, full) and torch.allclose(narrow.sums, (full + full.T).sum(1).double())
 
 
 def test_in_place_relu_copy_gives_one_and_hooks_are_removed(digits):
@@ -165,18 +176,23 @@ def test_pool_mean_progress_and_matched_diagonal(digits, models):
 
 
 def test_gram_upper_without_blas_syrk_is_the_same_triangle(monkeypatch):
-    """Off the CPU (or without scipy's BLAS) the triangle comes from a matrix product: same values."""
-    import kdlab.analysis.syrk as syrk
+    """Without scipy's BLAS the triangle comes from a matrix product: same values."""
+    import kdlab.analysis.gram as gram
 
     f = torch.randn(40, 70, dtype=torch.float64)
-    want = gram_upper(f)
-    monkeypatch.setattr(syrk, "_routine", lambda dtype: None)
-    assert torch.allclose(gram_upper(f), want, rtol=1e-12, atol=1e-12)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        want = gram_upper(f)
+        monkeypatch.setattr(gram, "_routine", lambda dtype: None)
+        assert torch.allclose(gram_upper(f), want, rtol=1e-12, atol=1e-12)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_grid_does_not_depend_on_the_thread_count(digits, models):
-    """The Grams of a batch form in as many threads as torch uses, each one BLAS thread: the same grid (up to the
-    float32 rounding of forward passes run in one or two threads)."""
+    """One thread forms the Grams by BLAS syrk, two by a matrix product: the same grid (up to the float32
+    rounding of the products and of forward passes run in one or two threads)."""
     cnn, mlp = models
     la, lb = ["features.0", "features.1", "classifier"], ["blocks.0", "head"]
     threads = torch.get_num_threads()
@@ -207,14 +223,20 @@ def test_narrow_layers_are_those_the_cost_model_picks(dims_a, dims_b, want_a, wa
     assert na.tolist() == want_a and nb.tolist() == want_b
 
 
-def test_gram_upper_takes_blas_syrk_on_the_cpu(monkeypatch):
-    import kdlab.analysis.syrk as syrk
+def test_gram_upper_takes_blas_syrk_on_one_cpu_thread(monkeypatch):
+    import kdlab.analysis.gram as gram
 
     seen = []
-    real = syrk._routine
-    monkeypatch.setattr(syrk, "_routine", lambda dtype: seen.append(dtype) or real(dtype))
-    for dtype in (torch.float32, torch.float64, torch.bfloat16):
-        f = torch.randn(9, 5).to(dtype)
-        assert torch.allclose(gram_upper(f).double(), (f.double() @ f.double().T).triu(1), atol=0.1)
-    assert seen == [torch.float32, torch.float64]  # bfloat16 takes the matrix product
+    real = gram._routine
+    monkeypatch.setattr(gram, "_routine", lambda dtype: seen.append(dtype) or real(dtype))
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for dtype in (torch.float32, torch.float64, torch.bfloat16):
+                f = torch.randn(9, 5).to(dtype)
+                assert torch.allclose(gram_upper(f).double(), (f.double() @ f.double().T).triu(1), atol=0.1)
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [torch.float32, torch.float32, torch.float64, torch.float64]  # one thread, float32/64 only
     assert real(torch.float32) is not None and real(torch.float64) is not None
