@@ -30,7 +30,7 @@ from torch import nn
 from kdlab.analysis.gram import LayerBatch
 from kdlab.data.base import ArrayDataset, BatchLoader
 from kdlab.errors import ConfigError, ShapeError
-from kdlab.models.taps import FeatureTaps, resolve
+from kdlab.models.taps import FeatureTaps
 
 POOLS = ("flatten", "mean")
 Progress = Callable[[int, int, str], None]
@@ -381,8 +381,6 @@ def cka_matrix(model_a: nn.Module, model_b: nn.Module, data: Any, layers_a: Sequ
     for name, layers in (("layers_a", layers_a), ("layers_b", layers_b)):
         if not layers:
             raise ConfigError(f"{name}: give at least one layer path")
-    resolve(model_a, layers_a + keep_a)
-    resolve(model_b, layers_b + keep_b)
     same = model_a is model_b
     dev = torch.device(device) if device is not None else next(model_a.parameters()).device
     modes = (model_a.training, model_b.training)

@@ -105,6 +105,7 @@ def test_gram_upper_is_the_strict_upper_triangle_of_the_product(dtype, threads):
     assert not g.tril().any()  # diagonal and lower triangle zero
     wide, narrow = LayerBatch.of(f.T[:40].T.reshape(37, 4, 10), dtype), LayerBatch.of(f[:, :5], dtype)
     assert wide.feats is None and wide.d == 40 and narrow.upper is None and narrow.feats.shape == (37, 5)
+    assert LayerBatch.of(f[:, :37], dtype).feats is None  # as wide as the batch: the Gram form
     full = gram_upper(narrow.with_gram().feats)
     assert torch.equal(narrow.upper, full) and torch.allclose(narrow.sums, (full + full.T).sum(1).double())
 
@@ -228,7 +229,7 @@ def test_gram_upper_takes_blas_syrk_on_one_cpu_thread(monkeypatch):
 
     seen = []
     real = gram._routine
-    monkeypatch.setattr(gram, "_routine", lambda dtype: seen.append(dtype) or real(dtype))
+    monkeypatch.setattr(gram, "_routine", lambda dtype: seen.append((torch.get_num_threads(), dtype)) or real(dtype))
     before = torch.get_num_threads()
     try:
         for threads in (1, 2):
@@ -238,5 +239,41 @@ def test_gram_upper_takes_blas_syrk_on_one_cpu_thread(monkeypatch):
                 assert torch.allclose(gram_upper(f).double(), (f.double() @ f.double().T).triu(1), atol=0.1)
     finally:
         torch.set_num_threads(before)
-    assert seen == [torch.float32, torch.float32, torch.float64, torch.float64]  # one thread, float32/64 only
+    assert seen == [(1, torch.float32)] * 2 + [(1, torch.float64)] * 2  # one thread, float32/64 only
     assert real(torch.float32) is not None and real(torch.float64) is not None
+
+
+def test_on_batch_sees_the_outputs_and_kept_layers_of_the_same_passes(digits, models):
+    cnn, mlp = models
+    seen = []
+    df = cka_matrix(cnn, mlp, digits, ["features.0"], ["head"], batch_size=128, max_samples=200,
+                    on_batch=lambda *args: seen.append(args), keep_a=["features.1"], keep_b=["blocks.0"])
+    assert [len(s[0]) for s in seen] == [128, 72] and df.attrs["n_samples"] == 200
+    x = digits.x[:200]
+    want_a, want_b = _features(cnn, x, ["features.1"]), _features(mlp, x, ["blocks.0"])
+    with torch.no_grad():
+        out_a, out_b = cnn.eval()(x), mlp.eval()(x)
+    assert torch.allclose(torch.cat([s[0] for s in seen]), out_a, atol=1e-5)
+    assert torch.allclose(torch.cat([s[1] for s in seen]), out_b, atol=1e-5)
+    assert torch.allclose(torch.cat([s[2]["features.1"] for s in seen]).flatten(1).double(), want_a["features.1"],
+                          atol=1e-5)
+    assert torch.allclose(torch.cat([s[3]["blocks.0"] for s in seen]).flatten(1).double(), want_b["blocks.0"],
+                          atol=1e-5)
+    seen.clear()  # one model: one forward, both sides' kept layers from it
+    cka_matrix(cnn, cnn, digits, ["features.0"], ["classifier"], batch_size=128, max_samples=128,
+               on_batch=lambda *args: seen.append(args), keep_a=["features.0"], keep_b=["features.1"])
+    (o_a, o_b, k_a, k_b), = seen
+    assert o_a is o_b and set(k_a) == {"features.0"} and set(k_b) == {"features.1"}
+
+
+def test_one_layer_with_itself_and_rows_refilled_batch_after_batch():
+    torch.manual_seed(0)
+    x = torch.randn(60, 30, dtype=torch.float64)
+    acc = MinibatchCKA(1, 1)
+    acc.update([x[:20]])  # B is A
+    rows = acc._buffers["a"]
+    acc.update([x[20:40]])
+    assert acc._buffers["a"] is rows  # same shapes: the float64 rows of the last batch are refilled
+    acc.update([x[40:59]])
+    assert acc._buffers["a"] is not rows and acc._buffers["a"].shape == (1, 19 * 19)  # a smaller batch: new rows
+    assert acc.value()[0, 0] == pytest.approx(1.0, abs=1e-12) and acc.samples == 59
