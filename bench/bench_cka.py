@@ -11,7 +11,7 @@ HSIC_1). Methods run round-robin (a busy moment hits all of them), ``--repeats``
 the largest RSS growth seen during a method's calls. ``--before REV`` adds kdlab's ``cka_matrix`` as it was at a
 git revision (the baseline of a change), side by side in the same run.
 
-    nice -n 10 python -m bench.bench_cka [--problem cnn|vit|both] [--repeats 3] [--before 039d700]
+    nice -n 10 python -m bench.bench_cka [--problem cnn|vit|both] [--repeats 3] [--before 039d700] [--threads 1]
 """
 from __future__ import annotations
 
@@ -166,8 +166,9 @@ def trace_formula_grid(a, b, layers, x, batch):
     return xy / np.sqrt(np.outer(xx, yy))
 
 
-def run_problem(name: str, repeats: int, samples: int, before: str | None) -> tuple[str, dict]:
-    prob = PROBLEMS[name]
+def run_problem(name: str, repeats: int, samples: int, before: str | None,
+                threads: int | None = None) -> tuple[str, dict]:
+    prob = {**PROBLEMS[name], **({"threads": threads} if threads else {})}
     load_before = os.getloadavg()
     torch.set_num_threads(prob["threads"])
     x = torch.cat([load("mnist5k", split=s).x for s in ("train", "val", "test")])[:samples]
@@ -227,8 +228,9 @@ def run_problem(name: str, repeats: int, samples: int, before: str | None) -> tu
     by = {r["method"]: r["x forward time"] for r in rows}
     default = by["kdlab cka_matrix, default (float32 products, float64 sums)"]
     target = 2.0 if name == "cnn" else 1.5
-    text = (f"#### {name}: {prob['what']}\n\n{machine()}; {len(x)} mnist5k images, batch {batch}, {prob['threads']} "
-            f"thread(s), {repeats} rounds (methods round-robin), nice 10; load average (1 min) {load_before[0]:.2f} at "
+    text = (f"#### {name}, {prob['threads']} thread(s): {prob['what']}\n\n{machine()}; {len(x)} mnist5k images, "
+            f"batch {batch}, {prob['threads']} thread(s), {repeats} rounds (methods round-robin), nice 10; load "
+            f"average (1 min) {load_before[0]:.2f} at "
             f"the start, {os.getloadavg()[0]:.2f} at the end.\n\n" + markdown(rows, "{:.3g}")
             + "\n\nPrecision (kdlab float64 as reference):\n\n"
             + "\n".join(f"- {k}: {v if isinstance(v, str) else f'{v:.2e}'}" for k, v in prec.items())
@@ -244,14 +246,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--samples", type=int, default=5000)
     ap.add_argument("--before", default=None, help="a git revision whose cka_matrix runs beside today's")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads instead of the problem's own")
     args = ap.parse_args()
     names = list(PROBLEMS) if args.problem == "both" else [args.problem]
     texts, data = [], {}
     for name in names:
-        text, data[name] = run_problem(name, args.repeats, args.samples, args.before)
+        text, data[name] = run_problem(name, args.repeats, args.samples, args.before, args.threads)
         texts.append(text)
-    save("cka" if args.problem == "both" else f"cka_{args.problem}",
-         "### CKA grid: kdlab vs torch-cka vs the forward passes\n\n" + "\n".join(texts), data)
+    suffix = f"_{args.threads}t" if args.threads else ""
+    save(("cka" if args.problem == "both" else f"cka_{args.problem}") + suffix, "\n".join(texts), data)
 
 
 if __name__ == "__main__":

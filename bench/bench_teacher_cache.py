@@ -8,6 +8,7 @@ reported beside it. Run: python -m bench.bench_teacher_cache [--repeats 5]
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -50,6 +51,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--repeats", type=int, default=5, help="rounds of 2 epochs per setting (median taken)")
     args = p.parse_args()
+    load_before = os.getloadavg()
     train, val = load("mnist5k", split="train"), load("mnist5k", split="val")
     torch.manual_seed(0)
     teacher = create("convnet", 10, (1, 28, 28), width=64, norm="batchnorm").eval()
@@ -75,7 +77,9 @@ def main() -> None:
             f"{2 * args.repeats} epochs each (epochs 2-3 of {args.repeats} fits per setting, settings "
             f"interleaved); an epoch is training plus validation\n\n{markdown(rows)}\n\n"
             "Target: KD cached / student-only <= 1.3 (CPU time). The cache is built once, before the first "
-            "epoch (one teacher pass over the training set), and is not in these figures.")
+            "epoch (one teacher pass over the training set), and is not in these figures.\n\nLoad average (1, 5, 15 "
+            f"min) at the start: {', '.join(f'{v:.2f}' for v in load_before)}; at the end: "
+            f"{', '.join(f'{v:.2f}' for v in os.getloadavg())} (this bench's own thread counts 1).")
     save("teacher_cache", text, data)
 
 
