@@ -184,7 +184,7 @@ def _narrow_pairs(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], n: int
         return f, seg, rows
 
     x, seg_x, rx = side(xs)
-    y, seg_y, ry = side(ys)
+    y, seg_y, ry = (x, seg_x, rx) if ys is xs else side(ys)  # a side with itself: prepared once
     sq = (x.T @ y).square()
     blocks = torch.zeros(len(xs), sq.shape[1], dtype=torch.float64, device=sq.device).index_add_(0, seg_x, sq)
     blocks = torch.zeros(len(xs), len(ys), dtype=torch.float64, device=sq.device).index_add_(1, seg_y, blocks)
@@ -229,7 +229,8 @@ class _Side:
         if self.grams is not None:
             out[self.has_gram] = _gram_pairs(self, self, n, diagonal=True).cpu()
         if self.narrow:
-            out[~self.wide] = torch.stack([_narrow_pairs([f], [f], n)[0, 0] for f in self.narrow]).cpu()
+            pairs = [_narrow_pairs(one, one, n)[0, 0] for one in ([f] for f in self.narrow)]
+            out[~self.wide] = torch.stack(pairs).cpu()
         return out
 
 
