@@ -69,3 +69,18 @@ def store(tmp_path, monkeypatch):
             cancel_run(s, rec.id, timeout=5)
         except KeyError:  # a test executor already unregistered
             s.set_status(rec.id, "cancelled")
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_fork_server():
+    """A fork server a test starts in this process (a served dashboard holds one) is closed after it: it keeps the
+    environment of its start (job kinds, store home), which a later test in the same worker must not inherit."""
+    from kdlab.runs.executors import get_executor
+
+    ex = get_executor("local")
+    before = ex.fork_server
+    yield
+    if ex.fork_server is not before:
+        if ex.fork_server is not None:
+            ex.fork_server.close()
+        ex.fork_server = before
